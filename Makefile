@@ -1,0 +1,34 @@
+# Every target sets itself up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run api test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/webviewer --port 8080 --server
+
+api: install
+	$(BIN)/webviewer-api
+
+lint: install
+	$(BIN)/ruff check webviewer tests
+
+test: install
+	$(BIN)/ruff check webviewer tests
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/webviewer-bench --runs 5 --rate unlimited
+
+clean:
+	rm -rf $(VENV) *.egg-info
