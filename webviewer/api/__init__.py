@@ -1,1 +1,2 @@
-"""webviewer.api"""
+"""The CT API: catalog (``catalog``), archive streaming (``app``), network emulation (``throttle``) and the
+synthetic sample CTs (``samples``). No trame import here."""
