@@ -1,0 +1,375 @@
+"""Where the ZIP bytes come from: an http(s) URL (aiohttp client), a local .zip file, or a local folder.
+
+Every source can be read again from the start (``chunks()`` opens a new request or file each time): a fallback
+to a safer mode after bytes were consumed restarts the download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import struct
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError
+from webviewer.loading.limits import Limits
+
+log = logging.getLogger(__name__)
+
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
+CHUNK_BYTES = 1 << 20  # read size for files and for the HTTP stream (aiohttp returns what it has, up to this)
+EOCD_TAIL_BYTES = 65536 + 22
+MAX_CENTRAL_DIR_BYTES = 8 << 20
+
+
+@dataclass
+class SourceOptions:
+    connect_timeout_s: float = 10.0
+    stall_timeout_s: float = 30.0
+    limits: Limits | None = None
+    #: HTTP basic credentials (user, password) and extra request headers (e.g. Authorization: Bearer ...)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    headers: dict[str, str] | None = field(default=None, repr=False)
+
+
+def check_zip_magic(head: bytes, where: str) -> None:
+    """Raise ArchiveError unless ``head`` starts like a ZIP (detects HTML error pages served with 200)."""
+    if any(head.startswith(m) for m in ZIP_MAGICS):
+        return
+    text = head[:512].lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        kind = "an HTML/XML page"
+    elif text.startswith((b"{", b"[")):
+        kind = "JSON"
+    elif not head:
+        kind = "an empty body"
+    else:
+        kind = f"data starting with {head[:8]!r}"
+    raise ArchiveError(
+        f"{where} is not a ZIP archive (it sent {kind}). Check the address: it must point at a ZIP of DICOM files."
+    )
+
+
+class Source:
+    """Base class. ``kind`` is "http", "file" or "folder"."""
+
+    kind = "source"
+    #: total bytes when known (Content-Length, file size)
+    size: int | None = None
+
+    def __init__(self, location: str, options: SourceOptions | None = None) -> None:
+        self.location = location
+        self.options = options or SourceOptions()
+        self.limits = self.options.limits or Limits()
+
+    @property
+    def name(self) -> str:
+        """A display name: the last path segment without .zip."""
+        path = urlsplit(self.location).path if "://" in self.location else self.location
+        stem = unquote(path.rstrip("/").rsplit("/", 1)[-1]) or self.location
+        return stem[:-4] if stem.lower().endswith(".zip") else stem
+
+    async def chunks(self) -> AsyncIterator[bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield b""
+
+    async def member_count(self) -> int | None:
+        """Number of likely image members from the central directory, if cheaply known."""
+        return None
+
+    async def close(self) -> None:
+        """Release network resources."""
+
+
+def _count_members(names_sizes: list[tuple[str, int]]) -> int:
+    from webviewer.loading.dicom import skip_reason_for_name
+
+    return sum(1 for name, size in names_sizes if size > 0 and skip_reason_for_name(name) is None)
+
+
+class FileSource(Source):
+    kind = "file"
+
+    def __init__(self, location: str, options: SourceOptions | None = None) -> None:
+        super().__init__(location, options)
+        self.path = Path(location)
+        if not self.path.is_file():
+            raise BadInputError(f"{location} does not exist or is not a file. Give a .zip file, a folder or a URL.")
+        self.size = self.path.stat().st_size
+
+    def iter_sync(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
+        """Read the file in chunks (for a worker thread; no event loop hops)."""
+        chunk_bytes = chunk_bytes or CHUNK_BYTES  # module global: tests vary it (chunk-boundary matrix)
+        self.limits.check_archive(self.size or 0)
+        with open(self.path, "rb") as f:
+            head: bytes | None = b""
+            while chunk := f.read(chunk_bytes):
+                if head is not None:
+                    head += chunk
+                    if len(head) < 4:
+                        continue
+                    check_zip_magic(head, str(self.path))
+                    chunk, head = head, None
+                yield chunk
+            if head is not None:
+                check_zip_magic(head, str(self.path))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        it = self.iter_sync()
+        while True:
+            chunk = await asyncio.to_thread(next, it, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def read_all(self) -> bytes:
+        self.limits.check_archive(self.size or 0)
+        data = self.path.read_bytes()
+        check_zip_magic(data[:512], str(self.path))
+        return data
+
+    async def member_count(self) -> int | None:
+        def count() -> int | None:
+            try:
+                with zipfile.ZipFile(self.path) as zf:
+                    return _count_members([(i.filename, i.file_size) for i in zf.infolist()])
+            except (zipfile.BadZipFile, OSError, ValueError):
+                return None
+
+        return await asyncio.to_thread(count)
+
+
+class FolderSource(Source):
+    """A folder of DICOM files: its files are the members (no ZIP)."""
+
+    kind = "folder"
+
+    def __init__(self, location: str, options: SourceOptions | None = None) -> None:
+        super().__init__(location, options)
+        self.path = Path(location)
+        self.files = sorted(p for p in self.path.rglob("*") if p.is_file())
+        self.limits.check_members(len(self.files))
+        self.size = sum(p.stat().st_size for p in self.files)
+        self.limits.check_total(self.size)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    def iter_members(self) -> Iterator[tuple[str, bytes]]:
+        """(relative posix name, bytes) of every file, sorted by path."""
+        for p in self.files:
+            size = p.stat().st_size
+            rel = p.relative_to(self.path).as_posix()
+            self.limits.check_member(rel, size)
+            yield rel, p.read_bytes()
+
+    async def member_count(self) -> int | None:
+        return _count_members([(p.relative_to(self.path).as_posix(), p.stat().st_size) for p in self.files])
+
+
+class HttpSource(Source):
+    """An http(s) URL serving a ZIP; connect and stall timeouts; streams chunked or Content-Length bodies."""
+
+    kind = "http"
+
+    def __init__(self, location: str, options: SourceOptions | None = None) -> None:
+        super().__init__(location, options)
+        self._session: aiohttp.ClientSession | None = None
+        self.accept_ranges = False
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        o = self.options
+        return aiohttp.ClientTimeout(
+            total=None, connect=o.connect_timeout_s, sock_connect=o.connect_timeout_s, sock_read=o.stall_timeout_s
+        )
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = dict(self.options.headers or {})
+            if self.options.auth:
+                user, password = self.options.auth
+                token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+                headers["Authorization"] = f"Basic {token}"
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout(), read_bufsize=CHUNK_BYTES, headers=headers or None
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _map_error(self, exc: BaseException, received: int) -> Exception:
+        url, o = self.location, self.options
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return SourceError(
+                f"Could not connect to {url} within {o.connect_timeout_s:g} s. Check that the server is running "
+                "and reachable, or raise the connect timeout."
+            )
+        if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+            return SourceError(
+                f"The server stalled: no bytes for {o.stall_timeout_s:g} s from {url} (after {received} bytes). "
+                "Retry, or raise the stall timeout on a slow network."
+            )
+        if isinstance(exc, aiohttp.InvalidURL):
+            return BadInputError(f"{url} is not a valid URL. Give an http(s) address, a .zip file or a folder.")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return SourceError(f"Could not connect to {url}: {exc.os_error or exc}. Check that the server is running.")
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return SourceError(
+                f"The connection to {url} dropped after {received} bytes ({exc.__class__.__name__}). Retry the load."
+            )
+        if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)):
+            return SourceError(f"The connection to {url} dropped after {received} bytes: {exc}. Retry the load.")
+        if isinstance(exc, aiohttp.ClientError):
+            return SourceError(f"Reading {url} failed: {exc}. Retry the load.")
+        return SourceError(f"Reading {url} failed: {exc!r}.")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        session = await self._get_session()
+        received = 0
+        try:
+            async with session.get(self.location) as resp:
+                if resp.status >= 400:
+                    raise HttpStatusError(resp.status, self.location)
+                if resp.status != 200:
+                    raise SourceError(f"The server answered HTTP {resp.status} for {self.location}; expected 200.")
+                self.accept_ranges = resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+                if resp.content_length is not None:
+                    self.size = resp.content_length
+                    self.limits.check_archive(resp.content_length)
+                head = b""
+                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > self.limits.max_archive_bytes:
+                        self.limits.check_archive(received)
+                    if head is not None:
+                        head += chunk
+                        if len(head) < 4:
+                            continue
+                        check_zip_magic(head, self.location)
+                        chunk, head = head, None
+                    yield chunk
+                if head is not None:
+                    check_zip_magic(head, self.location)
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            raise self._map_error(exc, received) from exc
+
+    async def member_count(self) -> int | None:
+        """Count members from the central directory read with Range requests; None if the server refuses."""
+        try:
+            return await asyncio.wait_for(self._probe_central_directory(), self.options.connect_timeout_s)
+        except (TimeoutError, aiohttp.ClientError, ConnectionError, ValueError, struct.error) as exc:
+            log.debug("central directory probe failed: %r", exc)
+            return None
+
+    async def _range(self, header: str) -> tuple[bytes, int] | None:
+        session = await self._get_session()
+        async with session.get(self.location, headers={"Range": header}) as resp:
+            if resp.status != 206:
+                resp.close()  # a 200 would send the whole archive: drop it
+                return None
+            crange = resp.headers.get("Content-Range", "")
+            total = int(crange.rsplit("/", 1)[-1]) if "/" in crange and not crange.endswith("*") else -1
+            body = await resp.content.read(MAX_CENTRAL_DIR_BYTES + EOCD_TAIL_BYTES)
+            return body, total
+
+    async def _probe_central_directory(self) -> int | None:
+        got = await self._range(f"bytes=-{EOCD_TAIL_BYTES}")
+        if got is None:
+            return None
+        tail, total = got
+        if total < 0:
+            return None
+        tail_start = total - len(tail)
+        cd_offset, cd_size, entries = parse_eocd(tail, tail_start)
+        if entries == 0:
+            return 0
+        if cd_size > MAX_CENTRAL_DIR_BYTES:
+            return entries
+        if cd_offset >= tail_start:
+            cd = tail[cd_offset - tail_start : cd_offset - tail_start + cd_size]
+        else:
+            got = await self._range(f"bytes={cd_offset}-{cd_offset + cd_size - 1}")
+            if got is None:
+                return entries
+            cd = got[0]
+        return _count_members(parse_central_directory(cd))
+
+
+def parse_eocd(tail: bytes, tail_start: int) -> tuple[int, int, int]:
+    """(central directory offset, size, entries) from the end of a ZIP (ZIP64 aware)."""
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or len(tail) - pos < 22:
+        raise ValueError("no end of central directory record")
+    _, _, _, _, entries, cd_size, cd_offset, _ = struct.unpack("<4sHHHHIIH", tail[pos : pos + 22])
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
+        loc = pos - 20
+        if loc < 0 or tail[loc : loc + 4] != b"PK\x06\x07":
+            raise ValueError("ZIP64 locator missing")
+        (z64_offset,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
+        rec = z64_offset - tail_start
+        if rec < 0 or tail[rec : rec + 4] != b"PK\x06\x06":
+            raise ValueError("ZIP64 end of central directory not in the tail")
+        entries, _, cd_size, cd_offset = struct.unpack("<QQQQ", tail[rec + 24 : rec + 56])
+    return cd_offset, cd_size, entries
+
+
+def parse_central_directory(cd: bytes) -> list[tuple[str, int]]:
+    """(name, uncompressed size) of each central directory entry (ZIP64 sizes read from the extra field)."""
+    out = []
+    pos = 0
+    while pos + 46 <= len(cd) and cd[pos : pos + 4] == b"PK\x01\x02":
+        flags, usize, nlen, elen, clen = struct.unpack("<H14xIHHH", cd[pos + 8 : pos + 34])
+        name_b = cd[pos + 46 : pos + 46 + nlen]
+        name = name_b.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        if usize == 0xFFFFFFFF:
+            extra = cd[pos + 46 + nlen : pos + 46 + nlen + elen]
+            i = 0
+            while i + 4 <= len(extra):
+                tag, size = struct.unpack("<HH", extra[i : i + 4])
+                if tag == 1 and size >= 8:
+                    (usize,) = struct.unpack("<Q", extra[i + 4 : i + 12])
+                    break
+                i += 4 + size
+        out.append((name, usize))
+        pos += 46 + nlen + elen + clen
+    return out
+
+
+def _orthanc_source(location: str, options: SourceOptions | None) -> Source | None:
+    """Orthanc archive / DICOMweb series URLs get their own source (webviewer.orthanc), if installed."""
+    try:
+        from webviewer.orthanc.sources import orthanc_source
+    except ImportError:
+        return None
+    return orthanc_source(location, options)
+
+
+def open_source(source: str | os.PathLike, options: SourceOptions | None = None) -> Source:
+    """Pick the source type: http(s) URL, local folder, or local file."""
+    text = os.fspath(source)
+    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme in ("http", "https"):
+        special = _orthanc_source(text, options)
+        return special if special is not None else HttpSource(text, options)
+    if scheme == "file":
+        text = unquote(urlsplit(text).path)
+    elif scheme:
+        raise BadInputError(f"Unsupported source {text!r}: give an http(s) URL, a .zip file or a folder.")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return FolderSource(str(path), options)
+    if path.exists():
+        return FileSource(str(path), options)
+    raise BadInputError(f"{text} does not exist. Give an http(s) URL, a .zip file or a folder of DICOM files.")
