@@ -1,0 +1,260 @@
+"""The composition root: ``WebViewerApp`` wires state, engine, renderer and UI; ``main`` is the `webviewer` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+from trame.app import TrameApp, get_server
+from trame.decorators import change, controller, life_cycle, trigger
+
+from webviewer.app import i18n, image_delivery, results
+from webviewer.app.catalog import CatalogSource, ct_item
+from webviewer.app.loader import LoadLogic, steps_for
+from webviewer.app.state import (
+    NETWORKS,
+    SLICE_PANES,
+    ControlsState,
+    ProgressState,
+    ResultsState,
+    ViewState,
+    init_state,
+)
+from webviewer.app.views import ViewLogic
+
+log = logging.getLogger(__name__)
+MB = 1_000_000
+
+
+def _default_renderer() -> Any:
+    from webviewer.rendering import FourPaneRenderer
+
+    try:  # the page draws the orientation letters itself (translatable, testable)
+        return FourPaneRenderer(show_labels=False)
+    except TypeError:
+        return FourPaneRenderer()
+
+
+def _default_registry() -> Any:
+    from webviewer.loading.registry import ContentRegistry
+
+    return ContentRegistry()
+
+
+def _default_load(*args: Any, **kwargs: Any) -> Any:
+    from webviewer.loading import load
+
+    return load(*args, **kwargs)
+
+
+def _default_options(**kwargs: Any) -> Any:
+    from webviewer.loading import LoadOptions
+
+    return LoadOptions(**kwargs)
+
+
+class WebViewerApp(TrameApp):
+    """The PoC tab as a trame app. Every collaborator can be injected (tests pass fakes)."""
+
+    def __init__(self, server: Any = None, *, catalog_source: CatalogSource, api_catalog: Any = None,
+                 renderer: Any = None, registry: Any = None, load_fn: Any = None, options_factory: Any = None,
+                 memory_poll_s: float = 1.0) -> None:
+        super().__init__(server, client_type="vue3")
+        self.catalog = catalog_source
+        self.api_catalog = api_catalog
+        self.memory_poll_s = memory_poll_s
+        self.renderer = renderer if renderer is not None else _default_renderer()
+        init_state(self.state, ControlsState(), ProgressState(), ViewState(), ResultsState())
+        self.views = ViewLogic(self.state, self.renderer)
+        self.state.t = i18n.messages("en")
+        self.loader = LoadLogic(self.state, self.views, self.catalog,
+                                registry if registry is not None else _default_registry(),
+                                load_fn or _default_load, options_factory or _default_options)
+        self._apply_language("en")
+        self.state.lang_items = i18n.languages()
+        self._memory_task: asyncio.Task | None = None
+        self.ui, self.views.views, self.chart = self._build_ui()
+        if api_catalog is not None:
+            self.ctrl.on_server_bind.add(self._mount_api)
+        self.ctrl.on_server_ready.add_task(self._on_ready)
+
+    def _build_ui(self) -> tuple[Any, dict[str, Any], Any]:
+        from webviewer.app.ui import build_layout
+
+        return build_layout(self.server, self.ctrl, self.renderer.render_windows)
+
+    # -- server life cycle ----------------------------------------------------------------------------
+    def _mount_api(self, wslink_server: Any) -> None:
+        """Mount the CT API routes on trame's own aiohttp app (same host and port)."""
+        from webviewer.api.app import add_api_routes
+
+        add_api_routes(wslink_server.app, self.api_catalog)
+        log.info("CT API mounted at /api/cts")
+
+    async def _on_ready(self, **_: Any) -> None:
+        image_delivery.tune(getattr(self.server, "protocol", None))
+        if self.api_catalog is not None and not self.catalog.base_url:
+            host = self.server.cli.parse_known_args()[0].host if self.server.cli else "127.0.0.1"
+            host = "127.0.0.1" if host in ("0.0.0.0", "localhost", "", None) else host
+            self.catalog.set_base_url(f"http://{host}:{self.server.port}")
+        await self.refresh_catalog()
+        if self.memory_poll_s > 0:
+            self._memory_task = asyncio.ensure_future(self._poll_memory())
+
+    async def refresh_catalog(self) -> None:
+        """Read the catalog and fill the CT picker; the first CT is selected by default."""
+        try:
+            await self.catalog.refresh()
+        except Exception as exc:  # keep the app usable: show why the list is empty
+            log.exception("could not read the CT catalog")
+            with self.state:
+                self.state.error_message = f"Could not read the CT catalog: {exc}"
+            return
+        with self.state:
+            self.state.ct_items = [ct_item(e, self.state.t) for e in self.catalog.entries()]
+            if self.state.ct_id is None and self.state.ct_items:
+                self.state.ct_id = self.state.ct_items[0]["value"]
+
+    async def _poll_memory(self) -> None:
+        proc = psutil.Process(os.getpid())
+        while True:
+            await asyncio.sleep(self.memory_poll_s)
+            if self.loader.running:
+                continue  # the load's progress events carry the memory meanwhile
+            rss = proc.memory_info().rss
+            if abs(rss / MB - self.state.memory_mb) >= 0.5:
+                with self.state:
+                    self.state.memory_mb = round(rss / MB, 1)
+                    self.state.memory_text = i18n.fmt(self.state.t, "memory", x=f"{rss / MB:.0f}")
+
+    @life_cycle.client_connected
+    def _client_connected(self, **_: Any) -> None:
+        with self.state:
+            self.state.app_ready = True
+        self.views.push()
+
+    # -- triggers (arguments passed explicitly by the page, so a stale state sync cannot race them) ---
+    # Triggers return None: a returned awaitable would make trame hold the RPC (and the client's next
+    # messages, such as Cancel) until the whole load finished. The task is ``self.loader.task``.
+    @controller.set("load")
+    def load(self, ct_id: str | None = None, mode: str | None = None, network: str | None = None) -> None:
+        self.loader.start(ct_id, mode or self.state.mode, network or self.state.network)
+
+    @controller.set("cancel")
+    def cancel(self) -> None:
+        self.loader.cancel()
+
+    @controller.set("compare")
+    def compare(self, ct_id: str | None = None, network: str | None = None, runs: Any = 5) -> None:
+        self.loader.start_compare(ct_id, network or self.state.network, runs)
+
+    @controller.set("unload")
+    def unload(self, content_id: str) -> None:
+        self.loader.unload(content_id)
+
+    @controller.set("clear_results")
+    def clear_results(self) -> None:
+        with self.state:
+            self.state.runs = []
+            self.state.summary = []
+
+    @trigger("export_csv")
+    def export_csv(self) -> str:
+        return results.to_csv(self.state.runs)
+
+    @trigger("export_json")
+    def export_json(self) -> str:
+        return results.to_json(self.state.runs)
+
+    # -- state changes --------------------------------------------------------------------------------
+    @change("lang")
+    def _on_lang(self, lang: str, **_: Any) -> None:
+        self._apply_language(lang)
+
+    def _apply_language(self, lang: str) -> None:
+        t = i18n.messages(lang)
+        self.state.t = t
+        self.state.network_items = [{"title": t[f"network.{n}"], "value": n} for n in NETWORKS]
+        self.state.ct_items = [ct_item(e, t) for e in self.catalog.entries()]
+        if hasattr(self, "loader"):
+            self.loader.retranslate()
+            rss = self.state.memory_mb
+            self.state.memory_text = i18n.fmt(t, "memory", x=f"{rss:.0f}") if rss else ""
+        if hasattr(self, "chart"):
+            self._update_chart()
+
+    @change("mode")
+    def _on_mode(self, mode: str, **_: Any) -> None:
+        if not self.loader.running:
+            self.state.steps, _ = steps_for(mode, self.state.t)
+            self.state.steps_mode = mode
+            self.state.step_value = 0
+
+    @change("runs")
+    def _on_runs(self, **_: Any) -> None:
+        self._update_chart()
+
+    def _update_chart(self) -> None:
+        if self.state.runs:
+            self.chart.update(results.chart(self.state.runs, self.state.t))
+
+    @change("wl_preset")
+    def _on_wl(self, wl_preset: str, **_: Any) -> None:
+        if self.state.has_volume:
+            self.views.set_window_preset(wl_preset)
+
+    @change("vr_preset")
+    def _on_vr(self, vr_preset: str, **_: Any) -> None:
+        if self.state.has_volume:
+            self.views.set_vr_preset(vr_preset)
+
+    @change(*(f"slice_{p}" for p in SLICE_PANES))
+    def _on_slice(self, **kwargs: Any) -> None:
+        if not self.state.has_volume:
+            return
+        for pane in SLICE_PANES:
+            index, _ = self.renderer.slice_info(pane)
+            wanted = int(kwargs.get(f"slice_{pane}", index))
+            if wanted != index:
+                self.views.set_slice(pane, wanted)
+
+
+# ---------------------------------------------------------------------------------------------------
+def _build_catalog(args: Any) -> tuple[CatalogSource, Any]:
+    """(catalog source, catalog to mount in process or None when --api points elsewhere)."""
+    if args.api:
+        return CatalogSource(api_url=args.api), None
+    from webviewer.api.catalog import Catalog
+
+    names = [s.strip() for s in (args.samples or "").split(",") if s.strip()] or None
+    if args.data_dir and not args.samples:
+        catalog = Catalog.from_data_dir(Path(args.data_dir))
+    else:
+        catalog = Catalog.from_samples(names=names)
+        if args.data_dir:
+            catalog = catalog.merged(Catalog.from_data_dir(Path(args.data_dir)))
+    return CatalogSource(catalog=catalog), catalog
+
+
+def main(server: Any = None, **kwargs: Any) -> None:
+    """`webviewer`: the app with the CT API mounted in the same server (port 8080, 127.0.0.1 by default)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("webviewer").setLevel(logging.INFO)
+    server = get_server(server, client_type="vue3")
+    server.cli.add_argument("--api", default=None, help="use another CT API at this base URL")
+    server.cli.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
+    server.cli.add_argument("--samples", default=None,
+                            help="comma-separated samples to generate and serve: tiny,medium,seed (default all)")
+    server.cli.set_defaults(host="127.0.0.1")
+    args, _ = server.cli.parse_known_args()
+    source, api_catalog = _build_catalog(args)
+    app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog)
+    app.server.start(**kwargs)
+
+
+if __name__ == "__main__":
+    main()

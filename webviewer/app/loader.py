@@ -1,0 +1,311 @@
+"""Runs loads as asyncio tasks and turns the engine's observer calls into state (the loading panel)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from webviewer.app import results
+from webviewer.app.i18n import fmt
+from webviewer.app.state import END_STATES, MODE_STEPS, MODES
+from webviewer.app.views import ProgressiveRefresher, ViewLogic
+from webviewer.errors import WebViewerError
+from webviewer.loading.progress import LoadObserver
+
+log = logging.getLogger(__name__)
+
+MB = 1_000_000
+LoadFn = Callable[..., Awaitable[Any]]
+
+
+def steps_for(mode: str, t: dict[str, str], current: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Stepper items for a mode and the 1-based index of the current state (0 before the first)."""
+    names = MODE_STEPS.get(mode, MODE_STEPS["batch"])
+    items = [{"title": t.get(f"state.{s}", s), "value": i + 1, "state": s} for i, s in enumerate(names)]
+    index = names.index(current) + 1 if current in names else 0
+    return items, index
+
+
+class _Observer(LoadObserver):
+    """Forwards the engine's callbacks (on the loop thread) to the LoadLogic."""
+
+    def __init__(self, logic: LoadLogic, refresher: ProgressiveRefresher) -> None:
+        self.logic = logic
+        self.refresher = refresher
+
+    def on_progress(self, event: Any) -> None:
+        self.logic.show_progress(event)
+
+    def on_volume_allocated(self, buffer: Any) -> None:
+        self.refresher.on_buffer(buffer, max(1, getattr(buffer, "placed", 1)))
+
+    def on_slices_placed(self, buffer: Any, placed: int) -> None:
+        self.refresher.on_buffer(buffer, placed)
+
+
+class LoadLogic:
+    """One load (or one compare series) at a time: a second Load while one runs is refused."""
+
+    def __init__(self, state: Any, views: ViewLogic, catalog: Any, registry: Any, load_fn: LoadFn,
+                 options_factory: Callable[..., Any]) -> None:
+        self.state = state
+        self.views = views
+        self.catalog = catalog
+        self.registry = registry
+        self.load_fn = load_fn
+        self.options_factory = options_factory
+        self.task: asyncio.Task | None = None
+        self.current_volume: Any = None
+        self.current_content_id: str | None = None
+        self._mode = "batch"
+        self._run_counter = 0
+        self._last_state: str | None = None
+        self._last_event: Any = None
+        self._final_elapsed_s: float | None = None
+        #: at most one progressive pane refresh per interval (~2/s)
+        self.refresh_interval_s = 0.5
+
+    @property
+    def t(self) -> dict[str, str]:
+        return self.state.t
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    # -- triggers -------------------------------------------------------------------------------------
+    def start(self, ct_id: str | None, mode: str, network: str) -> asyncio.Task | None:
+        """Start one load; returns its task, or None when refused (busy or bad arguments)."""
+        return self._start(self._load_once(ct_id, mode, network, register=True))
+
+    def start_compare(self, ct_id: str | None, network: str, runs: int | str) -> asyncio.Task | None:
+        """Run every mode ``runs`` times, one after the other; each finished run adds a results row."""
+        try:
+            n = max(1, min(50, int(runs)))
+        except (TypeError, ValueError):
+            n = 5
+        return self._start(self._compare(ct_id, network, n))
+
+    def cancel(self) -> None:
+        """Cancel the running load (or compare series); the engine emits `cancelled` and frees its buffers."""
+        log.info("cancel requested (running=%s)", self.running)
+        if self.running:
+            self.task.cancel()
+
+    def _start(self, coro: Awaitable[Any]) -> asyncio.Task | None:
+        if self.running:
+            coro.close()
+            with self.state:
+                self.state.notice = self.t["busy"]
+            return None
+        with self.state:
+            self.state.busy = True
+            self.state.notice = ""
+            self.state.load_serial += 1
+        self.task = asyncio.ensure_future(coro)
+        self.task.add_done_callback(self._done)
+        return self.task
+
+    def _done(self, task: asyncio.Task) -> None:
+        with self.state:
+            self.state.busy = False
+            self.state.compare_text = ""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("load task failed", exc_info=task.exception())
+
+    async def _compare(self, ct_id: str | None, network: str, n: int) -> None:
+        total = n * len(MODES)
+        i = 0
+        for _ in range(n):
+            for mode in MODES:
+                i += 1
+                with self.state:
+                    self.state.compare_text = fmt(self.t, "compare_running", i=i, n=total)
+                ok = await self._load_once(ct_id, mode, network, register=(i == total))
+                if not ok:
+                    return
+
+    # -- one load -------------------------------------------------------------------------------------
+    async def _load_once(self, ct_id: str | None, mode: str, network: str, *, register: bool) -> bool:
+        entry = self.catalog.get(ct_id)
+        if mode not in MODES or entry is None:
+            self._fail(f"Pick a CT and a load mode first (got CT {ct_id!r}, mode {mode!r}).")
+            return False
+        try:
+            url = self.catalog.archive_url(ct_id, network)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            self._fail(str(exc))
+            return False
+        self._begin(mode)
+        refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
+        refresher.start()
+        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"))
+        try:
+            result = await self.load_fn(url, mode, options=options, observer=_Observer(self, refresher))
+        except asyncio.CancelledError:
+            await refresher.stop()
+            self._restore_views()
+            self._set_terminal("cancelled")
+            raise
+        except WebViewerError as exc:
+            await refresher.stop()
+            self._restore_views()
+            self._fail(exc.message)
+            return False
+        except Exception as exc:  # the app stays usable whatever the engine raises
+            log.exception("load failed")
+            await refresher.stop()
+            self._restore_views()
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return False
+        await refresher.stop()
+        self._finish(result, entry, network, refresher, register=register)
+        return True
+
+    def _begin(self, mode: str) -> None:
+        self._mode = mode
+        self._last_state = None
+        self._last_event = None
+        self._final_elapsed_s = None
+        steps, _ = steps_for(mode, self.t)
+        with self.state:
+            self.state.steps = steps
+            self.state.steps_mode = mode
+            self.state.step_value = 0
+            self.state.load_state = "downloading"
+            self.state.load_state_label = self.t["state.downloading"]
+            self.state.error_message = ""
+            self.state.fallback_text = ""
+            self.state.warnings_text = ""
+            self.state.percent = 0
+            self.state.files_text = self.state.bytes_text = self.state.rate_text = ""
+            self.state.elapsed_text = self.state.slices_text = ""
+            self.state.first_slice_placed_ms = 0
+            self.state.first_slice_pushed_ms = 0
+
+    def retranslate(self) -> None:
+        """The language changed: format the last progress figures again."""
+        if self._last_event is not None:
+            self.show_progress(self._last_event)
+        with self.state:
+            self.state.steps, _ = steps_for(self.state.steps_mode or self.state.mode, self.t)
+            self.state.load_state_label = self.t.get(f"state.{self.state.load_state}", "")
+            if self._final_elapsed_s is not None:
+                self.state.elapsed_text = fmt(self.t, "elapsed", x=f"{self._final_elapsed_s:.2f}")
+
+    def show_progress(self, event: Any) -> None:
+        """Progress event → loading panel (called on the loop thread, ≤ ~10/s)."""
+        self._last_event = event
+        s = getattr(event.state, "value", event.state)
+        t = self.t
+        total = event.bytes_total
+        files_total = event.slices_total or "?"
+        files_done = max(event.files_parsed, event.slices_placed)
+        with self.state:
+            if s != self._last_state:
+                self._last_state = s
+                self.state.load_state = s
+                self.state.load_state_label = t.get(f"state.{s}", s)
+                if s not in ("error", "cancelled"):
+                    steps, index = steps_for(self._mode, t, s)
+                    if not index and s in MODE_STEPS["batch"]:  # a fallback to Batch: show Batch's steps
+                        self._mode = "batch"
+                        steps, index = steps_for("batch", t, s)
+                        self.state.steps = steps
+                        self.state.steps_mode = "batch"
+                    if index:
+                        self.state.step_value = index
+            if total:
+                self.state.percent = round(100.0 * event.bytes_downloaded / total, 1)
+                self.state.bytes_text = fmt(t, "mb_of", x=f"{event.bytes_downloaded / MB:.1f}", y=f"{total / MB:.1f}")
+            else:
+                self.state.bytes_text = fmt(t, "mb_of_unknown", x=f"{event.bytes_downloaded / MB:.1f}")
+            self.state.files_text = fmt(t, "files_of", x=files_done, y=files_total)
+            self.state.slices_text = fmt(t, "slices_placed", x=event.slices_placed, y=files_total)
+            rate = event.rate_bytes_per_s
+            if not rate and event.elapsed_s > 0:  # between chunks / at the end: the mean rate
+                rate = event.bytes_downloaded / event.elapsed_s
+            self.state.rate_text = fmt(t, "mb_per_s", x=f"{rate / MB:.1f}")
+            self.state.elapsed_text = fmt(t, "elapsed", x=f"{event.elapsed_s:.1f}")
+            self.state.memory_mb = round(event.rss_bytes / MB, 1)
+            self.state.memory_text = fmt(t, "memory", x=f"{event.rss_bytes / MB:.0f}")
+
+    def _set_terminal(self, s: str, *, flush: bool = True) -> None:
+        self.state.load_state = s
+        self.state.load_state_label = self.t.get(f"state.{s}", s)
+        if s == "finished":
+            self.state.step_value = len(self.state.steps)
+        if flush:
+            self.state.flush()
+
+    def _fail(self, message: str) -> None:
+        self._set_terminal("error")
+        with self.state:
+            self.state.error_message = message
+
+    def _restore_views(self) -> None:
+        """After a cancel or an error, show the last finished volume again (or nothing)."""
+        self.views.show_volume(self.current_volume)
+
+    def _finish(self, result: Any, entry: dict[str, Any], network: str, refresher: ProgressiveRefresher,
+                *, register: bool) -> None:
+        self.current_volume = result.volume
+        self.views.show_volume(result.volume, reset=True)
+        first = refresher.first_slice_s
+        if first is None:  # no progressive preview (Batch, PoC1): the first slice reached the views now
+            first = time.perf_counter() - refresher.t0
+        if register and self.registry is not None:
+            content = self.registry.add(result)
+            self.current_content_id = getattr(content, "id", result.content_id)
+        self._run_counter += 1
+        row = results.run_row(result, run=self._run_counter, ct_name=entry.get("name", entry["id"]),
+                              network=network, first_slice_s=first)
+        rows = [*self.state.runs, row]
+        self._final_elapsed_s = float(result.metrics.total_s)
+        with self.state:  # one flush: "finished" arrives together with its row and timings
+            self._set_terminal("finished", flush=False)
+            self.state.elapsed_text = fmt(self.t, "elapsed", x=f"{self._final_elapsed_s:.2f}")
+            self.state.runs = rows
+            self.state.summary = results.summary(rows)
+            fb = result.fallback
+            if fb is not None:
+                self.state.fallback_text = fmt(self.t, "fallback", **{
+                    "from": getattr(fb.from_mode, "value", fb.from_mode),
+                    "to": getattr(fb.to_mode, "value", fb.to_mode), "reason": fb.reason})
+            self.state.warnings_text = " · ".join(f"{w.code}: {w.message}" for w in result.warnings)
+            self.state.first_slice_placed_ms = refresher.first_placed_ms or 0
+            self.state.first_slice_pushed_ms = refresher.first_pushed_ms or 0
+        self.refresh_contents()
+
+    def refresh_contents(self) -> None:
+        items = []
+        if self.registry is not None:
+            for c in self.registry.list():
+                vol = getattr(c, "volume", None)
+                items.append({
+                    "id": c.id, "name": c.name,
+                    "slices": int(vol.hu.shape[0]) if vol is not None else 0,
+                    "memory_mb": round((vol.nbytes if vol is not None else 0) / MB, 1),
+                })
+        with self.state:
+            self.state.contents = items
+
+    def unload(self, content_id: str) -> None:
+        """Drop a content from the registry; if the views show it, clear them so its memory is freed."""
+        if self.registry is None:
+            return
+        content = self.registry.get(content_id)
+        if content is None:
+            return
+        if content.volume is self.current_volume:
+            self.current_volume = None
+            self.views.show_volume(None)
+        del content
+        self.registry.remove(content_id)
+        self.refresh_contents()
+
+
+__all__ = ["END_STATES", "LoadLogic", "steps_for"]

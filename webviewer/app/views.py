@@ -1,0 +1,199 @@
+"""Binds the four panes' state (slices, window/level, VR preset) to the FourPaneRenderer and pushes images."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from webviewer.app.state import PANES, SLICE_PANES
+
+log = logging.getLogger(__name__)
+
+
+class ViewLogic:
+    """Owns the renderer and the remote views; every VTK call stays on the event-loop thread."""
+
+    def __init__(self, state: Any, renderer: Any) -> None:
+        self.state = state
+        self.renderer = renderer
+        self.views: dict[str, Any] = {}
+        self._syncing = False
+        if hasattr(renderer, "on_change"):
+            renderer.on_change = self._on_renderer_change
+
+    # -- images -----------------------------------------------------------------------------------------
+    def push(self, panes: tuple[str, ...] | list[str] | None = None) -> None:
+        """Render the given panes (all by default) and send their images to the browser."""
+        for pane in panes or PANES:
+            view = self.views.get(pane)
+            if view is not None:
+                # the renderer's own render() syncs its pipeline (3D input, labels, clipping range);
+                # trame's push then renders the window again and encodes the image
+                self.renderer.render(pane)
+                view.update()
+
+    # -- volume -----------------------------------------------------------------------------------------
+    def show_volume(self, volume: Any, *, reset: bool = True) -> None:
+        """Show a finished volume (or None) in every pane."""
+        self.renderer.set_volume(volume, reset=reset)
+        self.apply_presets()
+        self.sync_state(has_volume=volume is not None)
+        self.push()
+
+    def show_preview(self, volume: Any, *, first: bool) -> None:
+        """Show a partial volume while it fills: the axial pane at the middle placed slice."""
+        if first:
+            self.renderer.set_volume(volume, reset=True)
+            self.apply_presets()
+        else:
+            self.renderer.volume_modified(volume)
+        _, count = self.renderer.slice_info("axial")
+        self.renderer.set_slice("axial", max(0, count // 2))
+        self.sync_state(has_volume=True)
+
+    def apply_presets(self) -> None:
+        self.renderer.set_window_preset(self.state.wl_preset)
+        self.renderer.set_vr_preset(self.state.vr_preset)
+
+    # -- state <-> renderer -------------------------------------------------------------------------------
+    def sync_state(self, *, has_volume: bool | None = None) -> None:
+        """Copy slice indices, counts, orientation letters and window/level from the renderer into state."""
+        self._syncing = True
+        try:
+            with self.state:
+                if has_volume is not None:
+                    self.state.has_volume = has_volume
+                labels = {}
+                for pane in SLICE_PANES:
+                    index, count = self.renderer.slice_info(pane)
+                    self.state[f"slice_{pane}"] = int(index)
+                    self.state[f"count_{pane}"] = max(1, int(count))
+                    labels[pane] = dict(self.renderer.orientation_labels(pane))
+                labels["3d"] = dict(self.renderer.orientation_labels("3d")) if _has_3d_labels(self.renderer) else {}
+                self.state.labels = labels
+                self.state.wl_text = self._wl_text()
+        finally:
+            self._syncing = False
+
+    def _wl_text(self) -> str:
+        wl = getattr(self.renderer, "window_level", None)
+        if callable(wl):
+            wl = wl()
+        if not wl:
+            return ""
+        width, level = wl
+        return f"W {width:.0f} / L {level:.0f}"
+
+    def set_slice(self, pane: str, index: int) -> None:
+        if self._syncing or not self.state.has_volume:
+            return
+        self.renderer.set_slice(pane, int(index))
+        self.push(SLICE_PANES)
+
+    def set_window_preset(self, name: str) -> None:
+        self.renderer.set_window_preset(name)
+        with self.state:
+            self.state.wl_text = self._wl_text()
+        if self.state.has_volume:
+            self.push(SLICE_PANES)
+
+    def set_vr_preset(self, name: str) -> None:
+        self.renderer.set_vr_preset(name)
+        if self.state.has_volume:
+            self.push(("3d",))
+
+    def _on_renderer_change(self, kind: str) -> None:
+        """Interaction in a pane moved the cursor/slices or the window: sync state, refresh the 2D panes."""
+        self.sync_state()
+        self.push(SLICE_PANES)
+
+
+def _has_3d_labels(renderer: Any) -> bool:
+    try:
+        renderer.orientation_labels("3d")
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+class ProgressiveRefresher:
+    """Refreshes the panes from a filling SliceBuffer: the first slice at once, then at most every ``interval``."""
+
+    def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter):
+        self.views = views
+        self.interval_s = interval_s
+        self.clock = clock
+        self.t0 = clock()
+        self.first_slice_s: float | None = None
+        self.first_placed_ms: float | None = None
+        self.first_pushed_ms: float | None = None
+        self.refreshes = 0
+        self._buffer: Any = None
+        self._last = float("-inf")
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self.t0 = self.clock()
+
+    def on_buffer(self, buffer: Any, placed: int = 1) -> None:
+        """Called by the load observer whenever slices were placed."""
+        if self._stopped or placed <= 0:
+            return
+        self._buffer = buffer
+        if self.first_placed_ms is None:
+            self.first_placed_ms = time.time() * 1000.0
+        if self._handle is not None or (self._task is not None and not self._task.done()):
+            return  # a refresh is already due; it will show the newest slices
+        delay = max(0.0, self._last + self.interval_s - self.clock())
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(delay, self._spawn)
+
+    def _spawn(self) -> None:
+        self._handle = None
+        if not self._stopped:
+            self._task = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        await asyncio.sleep(0.01)  # let pending state updates leave before the blocking render
+        if self._stopped or self._buffer is None:
+            return
+        volume = self._buffer.preview_volume()
+        if volume is None:
+            return
+        first = self.refreshes == 0
+        self.views.show_preview(volume, first=first)
+        await asyncio.sleep(0)  # slice numbers out first
+        self.views.push(("axial",))
+        if first:
+            self.first_slice_s = self.clock() - self.t0
+            self.first_pushed_ms = time.time() * 1000.0
+        # yield between panes: trame-vtk re-polls a still-encoding image on the loop, so the axial picture
+        # leaves before the slower panes (3D) are rendered
+        await asyncio.sleep(0.03)
+        if self._stopped:
+            return
+        self.views.push(("sagittal", "coronal"))
+        await asyncio.sleep(0.03)
+        if self._stopped:
+            return
+        self.views.push(("3d",))
+        self.refreshes += 1
+        self._last = self.clock()
+
+    async def stop(self) -> None:
+        """No more refreshes; wait for one in flight."""
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None and not self._task.done():
+            try:
+                await self._task
+            except Exception:  # a failed preview must not hide the load's own outcome
+                log.exception("progressive refresh failed")
+        self._buffer = None
