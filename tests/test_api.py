@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import REAL_DATA_DIR, REAL_SERIES, real_series_dir
+from realdata import REAL_DATA_DIR, REAL_SERIES, real_series_dir
 
 from webviewer.api import catalog as catalog_mod
 from webviewer.api.app import API_KEY, CATALOG_KEY, create_app, parse_range, start_api_server

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import real_series_dir
+from realdata import real_series_dir
 from dicom_helpers import ct_dataset, folder_members, independent_hu, to_bytes
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import real_series_dir
+from realdata import real_series_dir
 from dicom_helpers import folder_members, parse_members
 
 from webviewer.loading.dicom import SliceHeader

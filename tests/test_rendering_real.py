@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_series_dir
+from realdata import real_series_dir
 
 from webviewer.loading.dicom import NotAnImageSlice, decode_hu, read_header
 from webviewer.loading.volume import assemble_volume

@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 import pytest
-from conftest import real_series_dir
+from realdata import real_series_dir
 from dicom_helpers import ct_dataset, decoded, folder_members, independent_hu, parse_members, to_bytes
 from pydicom.uid import generate_uid
 
