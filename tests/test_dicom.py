@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from realdata import real_series_dir
 from dicom_helpers import ct_dataset, folder_members, independent_hu, to_bytes
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid
+from realdata import real_series_dir
 
 from webviewer.errors import DicomError
 from webviewer.loading.dicom import (

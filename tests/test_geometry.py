@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 import pytest
-from realdata import real_series_dir
 from dicom_helpers import folder_members, parse_members
+from realdata import real_series_dir
 
 from webviewer.loading.dicom import SliceHeader
 from webviewer.loading.geometry import LoadWarning, plan_volume, slice_normal

@@ -10,9 +10,9 @@ import weakref
 
 import numpy as np
 import pytest
-from realdata import real_series_dir
 from dicom_helpers import ct_dataset, decoded, folder_members, independent_hu, parse_members, to_bytes
 from pydicom.uid import generate_uid
+from realdata import real_series_dir
 
 from webviewer.errors import DicomError, LimitExceededError
 from webviewer.loading.dicom import read_header

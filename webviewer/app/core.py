@@ -249,9 +249,16 @@ def main(server: Any = None, **kwargs: Any) -> None:
     server.cli.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
     server.cli.add_argument("--samples", default=None,
                             help="comma-separated samples to generate and serve: tiny,medium,seed (default all)")
+    from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args
+
+    add_orthanc_arguments(server.cli)
     server.cli.set_defaults(host="127.0.0.1")
     args, _ = server.cli.parse_known_args()
-    source, api_catalog = _build_catalog(args)
+    if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
+        source, api_catalog = orthanc_catalog_from_args(args), None
+    else:  # --orthanc: Orthanc's series beside the demo CTs
+        source, api_catalog = _build_catalog(args)
+        source = orthanc_catalog_from_args(args, source)
     app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog)
     app.server.start(**kwargs)
 

@@ -142,7 +142,9 @@ class LoadLogic:
         self._begin(mode)
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
-        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"))
+        extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials
+        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"),
+                                       **(extra(ct_id) if extra else {}))
         try:
             result = await self.load_fn(url, mode, options=options, observer=_Observer(self, refresher))
         except asyncio.CancelledError:

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="webviewer-load",
         description="Load a CT from an http(s) URL serving a ZIP of DICOM files, a local .zip, or a folder.",
     )
-    p.add_argument("source", help="http(s) URL, .zip file or folder of DICOM files")
+    p.add_argument("source", help="http(s) URL of a ZIP (the CT API, Orthanc's /studies|series/{id}/archive), a "
+                   "DICOMweb series URL (.../studies/{uid}/series/{uid}), a .zip file or a folder of DICOM files")
     p.add_argument("--mode", default=LoadMode.STREAM_DICOM.value, choices=[m.value for m in LoadMode],
                    help="load mode (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result and its metrics")
