@@ -64,12 +64,16 @@ class HttpStatusError(SourceError):
     def __init__(self, status: int, url: str, message: str | None = None) -> None:
         self.status = status
         self.url = url
-        text = message or f"The server answered HTTP {status} for {url}."
+        super().__init__(message or f"The server answered HTTP {status} for {url}. {self.advice(status)}")
+
+    @staticmethod
+    def advice(status: int) -> str:
+        """What the user can do about this status."""
+        if status in (401, 403):
+            return "Check the user name and password (or token); retrying as is will not help."
         if 400 <= status < 500:
-            text += " Check the study id or the address; retrying will not help."
-        else:
-            text += " The server failed; retry later or check the server's log."
-        super().__init__(text)
+            return "Check the study id or the address; retrying will not help."
+        return "The server failed; retry later or check the server's log."
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]

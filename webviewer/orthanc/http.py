@@ -17,7 +17,7 @@ def status_error(status: int, url: str, *, auth: OrthancAuth | None = None, what
     elif status == 404:
         text = f"Orthanc has no such {what} at {url} (HTTP 404 Not Found): it was deleted, or the id is wrong."
     else:
-        text = f"Orthanc answered HTTP {status}{f' {reason}' if reason else ''} for {url}."
+        text = f"Orthanc answered HTTP {status}{f' {reason}' if reason else ''} for {url}. {HttpStatusError.advice(status)}"
     return HttpStatusError(status, url, text)
 
 

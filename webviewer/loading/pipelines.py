@@ -1,0 +1,195 @@
+"""The three pipelines: batch, stream-files (PoC1) and stream-dicom (PoC2), each over one LoadRun.
+
+- ``batch``: download the whole ZIP into memory, unzip every member with zipfile, parse and decode every slice
+  into a list, assemble the volume. Holds ZIP + files + datasets + volume at its peak (the seed's old path).
+- ``stream-files`` (PoC1): stream-unzip members while the download streams and keep their bytes, then parse
+  them all and assemble. The ZIP is never held whole.
+- ``stream-dicom`` (PoC2): stream-unzip, parse and place each member into the preallocated SliceBuffer the
+  moment its last byte arrives; the download waits (bounded ChunkBridge) when parsing is behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+from webviewer.loading import dicom
+from webviewer.loading.progress import LoadState
+from webviewer.loading.result import LoadMode
+from webviewer.loading.run import LoadRun, Outcome, no_slices_error, submit
+from webviewer.loading.source import FileSource, FolderSource
+from webviewer.loading.unzip import Member, Prefetch
+from webviewer.loading.volume import SliceBuffer
+
+log = logging.getLogger(__name__)
+
+
+async def _batch(run: LoadRun) -> Outcome:
+    src, comp = run.source, run.metrics.components
+    run.set_state(LoadState.DOWNLOADING)
+    await run.announce_count()
+    if isinstance(src, FolderSource):
+        members = await run.in_worker(_read_folder, run)
+        run.set_state(LoadState.READY)
+        run.set_state(LoadState.DECOMPRESSING)
+    else:
+        buffer = await _download_all(run)
+        run.set_state(LoadState.READY)
+        run.set_state(LoadState.DECOMPRESSING)
+
+        def extract() -> list[Member]:
+            def on_member(m: Member) -> None:
+                run.note_member(m)
+                if m.data is not None:
+                    comp.add("files", len(m.data))
+
+            return run.extract_members(buffer, on_member)
+
+        members = await run.in_worker(extract)
+    run.set_state(LoadState.DICOM_LOADING)
+    slices = await run.in_worker(run.parse_all, members)
+    outcome = await run.in_worker(run.assemble, slices)
+    # the old path held everything until the volume existed; release now
+    buffer = members = slices = None  # noqa: F841
+    return outcome
+
+
+async def _download_all(run: LoadRun) -> bytes:
+    src = run.source
+    if isinstance(src, FileSource):
+
+        def read() -> bytes:
+            data = src.read_all()
+            run.add_downloaded(len(data))
+            return data
+
+        data = await run.in_worker(read)
+        run.metrics.components.set("zip", len(data))
+        return data
+    parts: list[bytes] = []
+    held = 0
+    async with contextlib.aclosing(src.chunks()) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk)
+            held += len(chunk)
+            run.add_downloaded(len(chunk))
+            run.metrics.components.set("zip", held)
+    # one join (the chunks are freed right after): zipfile needs one seekable buffer
+    data = b"".join(parts)
+    parts.clear()
+    return data
+
+
+def _read_folder(run: LoadRun) -> list[Member]:
+    members = []
+    for m in run.folder_members():
+        run.note_member(m)
+        if m.data is not None:
+            run.metrics.components.add("files", len(m.data))
+        members.append(m)
+    return members
+
+
+async def _stream_files(run: LoadRun) -> Outcome:
+    comp = run.metrics.components
+    run.set_state(LoadState.DOWNLOADING)
+    await run.announce_count()
+    collected: list[Member] = []
+
+    def keep(m: Member) -> None:
+        run.note_member(m)
+        if m.data is not None:
+            collected.append(m)
+            comp.add("files", len(m.data))
+
+    if isinstance(run.source, FolderSource):
+        await run.in_worker(lambda: [keep(m) for m in run.folder_members()])
+        run.set_state(LoadState.READY)
+    else:
+
+        def consume(chunks: Iterable[bytes], consumed: Callable[[], int]) -> None:
+            for m in run.stream_members(chunks, consumed):
+                run.check_stop()
+                keep(m)
+
+        await run.stream(consume)
+    run.set_state(LoadState.DICOM_LOADING)
+    slices = await run.in_worker(run.parse_all, collected)
+    outcome = await run.in_worker(run.assemble, slices)
+    collected.clear()
+    return outcome
+
+
+async def _stream_dicom(run: LoadRun) -> Outcome:
+    opts, comp, reporter = run.options, run.metrics.components, run.reporter
+    run.set_state(LoadState.DOWNLOADING)
+    capacity = await run.announce_count()
+    if capacity is None and opts.probe_central_directory:
+        capacity = await run.source.member_count()
+        log.debug("the source counts %s members", capacity)
+        if capacity is not None:
+            reporter.slices_total = capacity
+            reporter.emit(force=True)
+    reporter.slices_total = capacity
+    buffer = SliceBuffer(capacity, run.limits.max_volume_bytes)
+
+    def held(members: Iterable[Member]) -> Iterator[Member]:
+        """Count member bytes as "files" from the moment they are unzipped until they are placed."""
+        for m in members:
+            if m.data is not None:
+                comp.add("files", len(m.data))
+            yield m
+
+    def place_all(members: Iterable[Member]) -> None:
+        for m in members:
+            run.check_stop()
+            run.note_member(m)
+            if m.data is None:
+                continue
+            try:
+                try:
+                    header = dicom.read_header(m.name, m.data)
+                except dicom.NotAnImageSlice as exc:
+                    run.skip(m.name, exc.reason)
+                    continue
+                run.metrics.bytes_dicom += len(m.data)
+                buffer.place(m.name, header, m.data)
+            finally:
+                comp.add("files", -len(m.data))
+            run.metrics.first_slice()
+            reporter.files_parsed += 1
+            comp.set("volume", buffer.nbytes)
+            reporter.slices_placed_changed(buffer, buffer.placed)
+
+    def finish() -> Outcome:
+        volume, warnings, metadata = buffer.finish(skipped=list(run.skipped))
+        comp.set("volume", volume.nbytes)
+        reporter.slices_placed = reporter.slices_total = int(volume.hu.shape[0])
+        return Outcome(volume, warnings, metadata)
+
+    try:
+        if isinstance(run.source, FolderSource):
+            await run.in_worker(place_all, held(run.folder_members()))
+            run.set_state(LoadState.READY)
+        else:
+
+            def unzip_and_place(chunks: Iterable[bytes], consumed: Callable[[], int]) -> None:
+                # inflate on one thread, parse + place on this one: zlib and numpy release the GIL
+                members: Iterable[Member] = held(run.stream_members(chunks, consumed))
+                if opts.prefetch_members > 0:
+                    members = Prefetch(members, opts.prefetch_members, submit, run.abort_stream)
+                place_all(members)
+
+            await run.stream(unzip_and_place)
+        reporter.slices_placed_changed(buffer, buffer.placed, force=True)
+        run.set_state(LoadState.DICOM_LOADING)
+        if buffer.placed == 0:
+            raise no_slices_error(run.skipped)
+        return await run.in_worker(finish)
+    except BaseException:
+        buffer.close()  # cancel, error or fallback: drop the partial volume now
+        raise
+
+
+PIPELINES = {LoadMode.BATCH: _batch, LoadMode.STREAM_FILES: _stream_files, LoadMode.STREAM_DICOM: _stream_dicom}
