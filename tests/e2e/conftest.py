@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from realdata import require
 from viewer_page import ViewerPage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,16 +21,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
 SERVER_START_TIMEOUT_S = 240
-
-
-def _require(condition: bool, reason: str) -> None:
-    """tests/conftest.py's ``require``: skip locally, fail in CI."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("webviewer_tests_root_conftest", ROOT / "tests" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.require(condition, reason)
 
 
 def free_port() -> int:
@@ -118,7 +109,7 @@ def viewer_url(e2e_data) -> str:
 def browser():
     """Chromium via the sync Playwright API. Module scope: sync Playwright keeps an event loop running in the
     main thread while it is open, which would break the async tests that pytest runs after this folder."""
-    _require(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM}")
+    require(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
