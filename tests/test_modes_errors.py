@@ -94,12 +94,12 @@ async def test_http_404_and_500(aiohttp_server, mode, status, code):
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-@pytest.mark.parametrize("mode", [*MODES, "stream-dicom-prefetch"])
+@pytest.mark.parametrize("mode", [*MODES, "stream-dicom-one-thread"])
 async def test_connection_dropped_mid_stream(aiohttp_server, series_zip, mode, chunked):
     server = await serve(aiohttp_server, {"/a": zip_handler(series_zip, chunk=4096, chunked=chunked,
                                                             drop_after=len(series_zip) // 2)})
-    options = LoadOptions(prefetch_members=2) if mode.endswith("prefetch") else None
-    await expect_failure(str(server.make_url("/a")), mode.removesuffix("-prefetch"), SourceError, "dropped",
+    options = LoadOptions(prefetch_members=0) if mode.endswith("one-thread") else None
+    await expect_failure(str(server.make_url("/a")), mode.removesuffix("-one-thread"), SourceError, "dropped",
                          options=options)
 
 
@@ -180,7 +180,7 @@ CASES = [
     ("batch", "ready"), ("batch", "decompress"), ("batch", "parse"),
     ("stream-files", "ready"), ("stream-files", "parse"),
     ("stream-dicom", "placed"), ("stream-dicom", "ready"), ("stream-dicom", "parse"),
-    ("stream-dicom-prefetch", "placed"),
+    ("stream-dicom-one-thread", "placed"),
 ]  # fmt: skip
 
 
@@ -189,8 +189,8 @@ async def test_cancel_at_several_points_then_load_again(aiohttp_server, series_z
     server = await serve(aiohttp_server, {"/a": zip_handler(series_zip, chunk=2048)})
     url = str(server.make_url("/a"))
     obs = CancelAt(CANCEL_POINTS[point])
-    options = LoadOptions(prefetch_members=2) if mode.endswith("prefetch") else None
-    mode = mode.removesuffix("-prefetch")
+    options = LoadOptions(prefetch_members=0) if mode.endswith("one-thread") else None
+    mode = mode.removesuffix("-one-thread")
     task = asyncio.ensure_future(load(url, mode, observer=obs, options=options))
     obs.task = task
     with pytest.raises(asyncio.CancelledError):

@@ -33,10 +33,7 @@ MB = 1_000_000
 def _default_renderer() -> Any:
     from webviewer.rendering import FourPaneRenderer
 
-    try:  # the page draws the orientation letters itself (translatable, testable)
-        return FourPaneRenderer(show_labels=False)
-    except TypeError:
-        return FourPaneRenderer()
+    return FourPaneRenderer(show_labels=False)  # the page draws the orientation letters (translatable, testable)
 
 
 def _default_registry() -> Any:

@@ -30,9 +30,8 @@ class ViewLogic:
         for pane in panes or PANES:
             view = self.views.get(pane)
             if view is not None:
-                # the renderer's own render() syncs its pipeline (3D input, labels, clipping range);
-                # trame's push then renders the window again and encodes the image
-                self.renderer.render(pane)
+                # trame renders the window and encodes the image; each pane's StartEvent hook brings its
+                # pipeline (3D input, clipping range) up to date first
                 view.update()
 
     # -- volume -----------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 RUN_FIELDS = ("mode", "run", "total_s", "first_slice_s", "peak_above_baseline_bytes", "volume_bytes",
@@ -204,11 +206,6 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    try:
-        import psutil
-
-        memory_gb = psutil.virtual_memory().total / 1e9
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        memory_gb = None
+    memory_gb = psutil.virtual_memory().total / 1e9
     return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gb": memory_gb,
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}

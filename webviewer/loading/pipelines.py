@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from webviewer.loading import dicom
 from webviewer.loading.progress import LoadState
 from webviewer.loading.result import LoadMode
 from webviewer.loading.run import LoadRun, Outcome, no_slices_error, submit
@@ -148,12 +147,9 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
             if m.data is None:
                 continue
             try:
-                try:
-                    header = dicom.read_header(m.name, m.data)
-                except dicom.NotAnImageSlice as exc:
-                    run.skip(m.name, exc.reason)
+                header = run.read_slice_header(m)
+                if header is None:
                     continue
-                run.metrics.bytes_dicom += len(m.data)
                 buffer.place(m.name, header, m.data)
             finally:
                 comp.add("files", -len(m.data))

@@ -237,6 +237,16 @@ class LoadRun:
         return self.reporter.slices_total
 
     # -- shared steps --------------------------------------------------------------------------------------
+    def read_slice_header(self, m: Member) -> dicom.SliceHeader | None:
+        """The member's slice header, or None (and the member is recorded as skipped) if it is not an image slice."""
+        try:
+            header = dicom.read_header(m.name, m.data)
+        except dicom.NotAnImageSlice as exc:
+            self.skip(m.name, exc.reason)
+            return None
+        self.metrics.bytes_dicom += len(m.data)
+        return header
+
     def parse_all(self, members: list[Member]) -> list[tuple[Any, np.ndarray]]:
         """read_header + decode_hu of every member (batch and stream-files): the "datasets" component."""
         slices: list[tuple[Any, np.ndarray]] = []
@@ -245,12 +255,9 @@ class LoadRun:
             self.check_stop()
             if m.data is None:
                 continue
-            try:
-                header = dicom.read_header(m.name, m.data)
-            except dicom.NotAnImageSlice as exc:
-                self.skip(m.name, exc.reason)
+            header = self.read_slice_header(m)
+            if header is None:
                 continue
-            self.metrics.bytes_dicom += len(m.data)
             if not slices:
                 self.limits.check_volume(header.slice_nbytes * candidates)
             arr = dicom.decode_hu(m.data, header)

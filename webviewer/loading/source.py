@@ -348,11 +348,11 @@ def parse_central_directory(cd: bytes) -> list[tuple[str, int]]:
 
 
 def _orthanc_source(location: str, options: SourceOptions | None) -> Source | None:
-    """Orthanc archive / DICOMweb series URLs get their own source (webviewer.orthanc), if installed."""
-    try:
-        from webviewer.orthanc.sources import orthanc_source
-    except ImportError:
-        return None
+    """Orthanc archive / DICOMweb series URLs get their own source; None for any other URL."""
+    from webviewer.orthanc.sources import (
+        orthanc_source,  # imported here: webviewer.orthanc builds on this module
+    )
+
     return orthanc_source(location, options)
 
 
