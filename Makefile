@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/webviewer-bench --runs 5 --rate unlimited
+	$(BIN)/webviewer-bench --ct sample-seed --runs 5 --rate unlimited,100mbit,balanced --markdown bench-results.md
 
 clean:
 	rm -rf $(VENV) *.egg-info
