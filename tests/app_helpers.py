@@ -134,6 +134,8 @@ class FakeEngine:
         self.gate = gate
         self.calls: list[tuple[str, str, Any]] = []
         self.counter = 0
+        #: set once a load has reported its first state (tests wait on it instead of sleeping)
+        self.started = asyncio.Event()
 
     def _event(self, state, placed=0, total=None):
         return ProgressEvent(state=state, bytes_downloaded=500 * placed, bytes_total=500 * self.slices,
@@ -146,6 +148,7 @@ class FakeEngine:
         mode = getattr(mode, "value", mode)
         try:
             observer.on_progress(self._event(LoadState.DOWNLOADING))
+            self.started.set()
             if self.gate is not None:
                 await self.gate.wait()
             if self.fail is not None:

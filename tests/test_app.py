@@ -146,7 +146,7 @@ async def test_second_load_is_refused_and_cancel_reaches_cancelled(make_app):
     await ready(app)
     app.ctrl.load("sample-tiny", "stream-dicom", "4g")
     task = app.loader.task
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(engine.started.wait(), timeout=30)
     assert app.state.load_state == "downloading"
     app.ctrl.load("sample-tiny", "batch", "4g")
     assert app.loader.task is task

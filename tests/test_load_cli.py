@@ -125,3 +125,13 @@ def test_credentials_from_flags_and_environment(monkeypatch):
     assert credentials(p.parse_args(["u"])) == (None, None)
     with pytest.raises(WebViewerError):
         credentials(p.parse_args(["u", "--user", "bob", "--token", "abc"]))
+
+
+@pytest.mark.parametrize("output", ["a-file.txt/vol.npz", "is-a-dir"])
+def test_unwritable_output_exits_2_with_one_line(ct_zip, tmp_path, output):
+    (tmp_path / "is-a-dir").mkdir()
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    proc = run_cli(str(ct_zip[0]), "--quiet", "--output", str(tmp_path / output))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--output" in lines[0] and "Traceback" not in proc.stderr

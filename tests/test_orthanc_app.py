@@ -10,15 +10,14 @@ import uuid
 
 import numpy as np
 import pytest
+from app_helpers import FakeCatalog, FakeEntry, FakeRegistry, FakeRenderer
 from orthanc_helpers import PASSWORD, USER, orthanc  # noqa: F401 - fixture
+from trame.app import get_server
 
-pytest.importorskip("trame")
-from app_helpers import FakeCatalog, FakeEntry, FakeRegistry, FakeRenderer  # noqa: E402
-from trame.app import get_server  # noqa: E402
-
-from webviewer.app.catalog import CatalogSource  # noqa: E402
-from webviewer.app.core import WebViewerApp  # noqa: E402
-from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args  # noqa: E402
+from webviewer.app import i18n
+from webviewer.app.catalog import CatalogSource
+from webviewer.app.core import WebViewerApp
+from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args
 
 NAME = "dcmqa-ge-head-gantrytilt"
 
@@ -39,8 +38,8 @@ def app_with_orthanc(url: str, password: str, *, only: bool = False) -> WebViewe
     return app
 
 
-async def run_load(app: WebViewerApp, ct_id: str, mode: str) -> None:
-    assert app.load(ct_id, mode, "unlimited") is None
+async def run_load(app: WebViewerApp, ct_id: str, mode: str, network: str = "unlimited") -> None:
+    assert app.load(ct_id, mode, network) is None
     await asyncio.gather(app.loader.task, return_exceptions=True)
 
 
@@ -61,8 +60,10 @@ async def test_orthanc_series_load_in_the_app(orthanc, kind):  # noqa: F811
         blob = json.dumps(app.state.to_dict() if hasattr(app.state, "to_dict") else items, default=str)
         assert PASSWORD not in blob and orthanc.url not in json.dumps(items)
         ct_id = orthanc_item(app, orthanc, kind)
-        await run_load(app, ct_id, "stream-dicom")
+        await run_load(app, ct_id, "stream-dicom", "100mbit")  # profiles do not throttle Orthanc
         assert app.state.load_state == "finished", app.state.error_message
+        assert app.state.notice == i18n.messages("en")["network_not_applied"]
+        assert app.state.runs[-1]["network"] == "unlimited"
         volume = app.loader.current_volume
         assert volume is not None and volume.hu.shape == (28, 512, 512)
         assert "gantry_tilt" in app.state.warnings_text

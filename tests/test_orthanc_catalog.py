@@ -40,6 +40,9 @@ class FakeBase:
     def get(self, ct_id):
         return next((e for e in self.entries() if e["id"] == ct_id), None)
 
+    def applies_network(self, ct_id):
+        return True
+
     def archive_url(self, ct_id, network):
         if self.get(ct_id) is None:
             raise KeyError(ct_id)
@@ -67,6 +70,8 @@ async def test_picker_entries_beside_the_demo_catalog(orthanc):  # noqa: F811
     assert source.archive_url(wado_id, "100mbit") == orthanc.dicomweb_url(up.name)
     assert source.archive_url("sample-tiny", "unlimited").endswith("/api/cts/sample-tiny/archive")
     assert source.load_options(zip_id) == {"auth": (USER, PASSWORD)} and source.load_options("sample-tiny") == {}
+    assert not source.applies_network(zip_id) and not source.applies_network(wado_id)
+    assert source.applies_network("sample-tiny")
     with pytest.raises(KeyError):
         source.archive_url("orthanc-../../tools/reset", "unlimited")
     with pytest.raises(ValueError):

@@ -54,3 +54,20 @@ def test_load_cli_credentials_from_environment_only(orthanc, monkeypatch, capsys
     monkeypatch.setenv("WEBVIEWER_PASSWORD", PASSWORD)
     assert main([orthanc.dicomweb_url(NAME), "--mode", "stream-files", "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["slices"] == 93
+
+
+@pytest.mark.parametrize("kind", ["archive", "dicomweb"])
+def test_bench_source_with_credentials(orthanc, kind, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from webviewer.cli.bench import main as bench_main
+
+    for variable in ("WEBVIEWER_USER", "WEBVIEWER_PASSWORD", "WEBVIEWER_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)  # restored after the test: the bench sets them for its loads
+    url = orthanc.archive_url(NAME) if kind == "archive" else orthanc.dicomweb_url(NAME)
+    out = tmp_path / "bench.json"
+    code = bench_main(["--source", url, "--modes", "stream-dicom", "--runs", "1", "--warmup", "0", "--quiet",
+                       "--user", USER, "--password", PASSWORD, "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert [r["mode"] for r in report["runs"]] == ["stream-dicom"]
+    assert report["runs"][0]["volume_bytes"] == 93 * 64 * 64 * 2
+    assert PASSWORD not in out.read_text()

@@ -38,12 +38,17 @@ def test_each_mode_loads_the_tiny_sample_and_every_pane_shows_it(viewer: ViewerP
 def test_window_level_preset_changes_the_2d_panes(viewer: ViewerPage):
     viewer.load_and_finish(TINY, "stream-dicom")
     viewer.wl_preset("soft-tissue")
-    before = {p: viewer.wait_pane_content(p) for p in ("axial", "sagittal", "coronal")}
-    viewer.page.wait_for_timeout(1500)  # let the second (stale-refresh) frame arrive before the reference
-    before = {p: viewer.pane_pixels(p) for p in before}
+    panes = ("axial", "sagittal", "coronal")
+    for pane in panes:
+        viewer.wait_pane_content(pane)
+    before = {pane: viewer.wait_pane_stable(pane) for pane in panes}  # late frames of the load have landed
     viewer.wl_preset("lung")
     for pane, info in before.items():
         viewer.wait_pane_change(pane, info["digest"])
+    # and back: the soft-tissue picture returns exactly, so the change came from the window/level preset
+    viewer.wl_preset("soft-tissue")
+    for pane, info in before.items():
+        viewer.wait_pane_digest(pane, info["digest"])
 
 
 def test_poc2_stepper_never_shows_decompressing(viewer: ViewerPage):

@@ -129,6 +129,30 @@ class ViewerPage:
             self.page.wait_for_timeout(100)
         raise AssertionError(f"pane {pane} image did not change: {info}")
 
+    def wait_pane_digest(self, pane: str, digest: int, timeout_s: float = 60) -> dict:
+        """Wait until the pane shows exactly the image with ``digest``."""
+        deadline = time.monotonic() + timeout_s
+        info = None
+        while time.monotonic() < deadline:
+            info = self.pane_pixels(pane)
+            if info and info["digest"] == digest:
+                return info
+            self.page.wait_for_timeout(100)
+        raise AssertionError(f"pane {pane} never showed the image {digest}: {info}")
+
+    def wait_pane_stable(self, pane: str, reads: int = 3, timeout_s: float = 60) -> dict:
+        """Wait until ``reads`` consecutive reads (250 ms apart) give the same image: late frames have landed."""
+        deadline = time.monotonic() + timeout_s
+        seen: list[int] = []
+        info = None
+        while time.monotonic() < deadline:
+            info = self.pane_pixels(pane)
+            seen = [*seen, info["digest"] if info else None][-reads:]
+            if len(seen) == reads and len(set(seen)) == 1 and seen[0] is not None:
+                return info
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"pane {pane} image never settled: {info}")
+
     def watch_steps(self) -> None:
         self.page.evaluate(WATCH_STEPS_JS)
 

@@ -54,6 +54,10 @@ class CatalogSource:
     def get(self, ct_id: str | None) -> dict[str, Any] | None:
         return next((e for e in self._entries if e.get("id") == ct_id), None)
 
+    def applies_network(self, ct_id: str | None) -> bool:
+        """Whether the network profile throttles this CT's download (our CT API does)."""
+        return True
+
     def archive_url(self, ct_id: str, network: str) -> str:
         """The archive URL for a known catalog id and a known network profile; anything else is refused."""
         if self.get(ct_id) is None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 from trame.app import TrameApp, get_server
 from trame.decorators import change, controller, life_cycle, trigger
@@ -25,6 +26,7 @@ from webviewer.app.state import (
     init_state,
 )
 from webviewer.app.views import ViewLogic
+from webviewer.errors import WebViewerError
 
 log = logging.getLogger(__name__)
 MB = 1_000_000
@@ -107,7 +109,9 @@ class WebViewerApp(TrameApp):
         try:
             await self.catalog.refresh()
         except Exception as exc:  # keep the app usable: show why the list is empty
-            log.exception("could not read the CT catalog")
+            expected = isinstance(exc, (WebViewerError, aiohttp.ClientError, OSError))
+            log.log(logging.WARNING if expected else logging.ERROR, "could not read the CT catalog: %s", exc,
+                    exc_info=not expected)
             with self.state:
                 self.state.error_message = f"Could not read the CT catalog: {exc}"
             return
@@ -250,6 +254,9 @@ def main(server: Any = None, **kwargs: Any) -> None:
 
     add_orthanc_arguments(server.cli)
     server.cli.set_defaults(host="127.0.0.1")
+    for action in server.cli._actions:  # trame's help text names its own default host
+        if "--host" in action.option_strings:
+            action.help = "the address to bind (default 127.0.0.1: this machine only)"
     args, _ = server.cli.parse_known_args()
     if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
         source, api_catalog = orthanc_catalog_from_args(args), None

@@ -140,6 +140,10 @@ class LoadLogic:
             self._fail(str(exc))
             return False
         self._begin(mode)
+        if network != "unlimited" and not self.catalog.applies_network(ct_id):
+            network = "unlimited"  # recorded as what it was: no throttle
+            with self.state:
+                self.state.notice = self.t["network_not_applied"]
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
         extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -43,8 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webviewer-bench", description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--ct", default=None, help=f"catalog id to load from the API started here (default {DEFAULT_CT})")
-    where.add_argument("--source", help="benchmark this ZIP URL (or local .zip) instead; throttling needs an "
-                                        "API archive URL (.../api/cts/ID/archive)")
+    where.add_argument("--source", help="benchmark this source instead: a ZIP URL, a local .zip, an Orthanc archive "
+                                        "or DICOMweb series URL; throttling needs an API archive URL "
+                                        "(.../api/cts/ID/archive)")
     where.add_argument("--from-json", nargs="+", type=Path, metavar="FILE",
                        help="do not run: print (and --markdown) the tables of saved --json results")
     parser.add_argument("--modes", default=",".join(stats.MODES), help="comma-separated load modes")
@@ -68,6 +70,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also hash each run's volume (via webviewer-load --output) to check the modes agree")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is started")
+    auth = parser.add_argument_group("credentials for --source (e.g. Orthanc); handed to each load through the "
+                                     "environment, never on a command line")
+    auth.add_argument("--user", help="user name (or set WEBVIEWER_USER)")
+    auth.add_argument("--password", help="password (or set WEBVIEWER_PASSWORD)")
+    auth.add_argument("--token", help="bearer token (or set WEBVIEWER_TOKEN)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.calibration_runs < 1 or args.warmup < 0:
         parser.error("--runs and --calibration-runs must be at least 1, --warmup at least 0")
@@ -237,6 +244,10 @@ def write_outputs(results: list[dict], args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `webviewer-bench`."""
     args = parse_args(argv)
+    for variable, value in (("WEBVIEWER_USER", args.user), ("WEBVIEWER_PASSWORD", args.password),
+                            ("WEBVIEWER_TOKEN", args.token)):
+        if value:
+            os.environ[variable] = value  # inherited by every `webviewer-load` process
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         if args.from_json:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from webviewer.errors import WebViewerError
+from webviewer.errors import BadInputError, WebViewerError
 from webviewer.loading import LoadMode, LoadObserver, LoadOptions, LoadResult, ProgressEvent, load
 
 log = logging.getLogger("webviewer.cli.load")
@@ -88,8 +88,12 @@ def credentials(args: argparse.Namespace) -> tuple[tuple[str, str] | None, dict[
 
 def write_npz(path: Path, result: LoadResult) -> None:
     v = result.volume
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:  # a file object: np.savez would otherwise append .npz to other suffixes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "wb")  # noqa: SIM115 - a file object: np.savez would otherwise append .npz to other suffixes
+    except OSError as exc:
+        raise BadInputError(f"Cannot write {path}: {exc.strerror}. Choose a writable --output path.") from None
+    with f:
         np.savez(
             f,
             hu=v.hu,

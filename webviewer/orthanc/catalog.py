@@ -92,6 +92,12 @@ class OrthancCatalogSource:
     def is_orthanc(self, ct_id: str | None) -> bool:
         return ct_id is not None and ct_id in self._series
 
+    def applies_network(self, ct_id: str | None) -> bool:
+        """Network profiles throttle only the demo API; Orthanc is read at whatever speed it serves."""
+        if self.is_orthanc(ct_id):
+            return False
+        return self.base is not None and self.base.applies_network(ct_id)
+
     def archive_url(self, ct_id: str, network: str) -> str:
         """The URL to load for a known id (server side only); unknown ids are refused (no SSRF)."""
         series = self._series.get(ct_id)
