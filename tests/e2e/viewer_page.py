@@ -119,26 +119,23 @@ class ViewerPage:
             self.page.wait_for_timeout(250)
         raise AssertionError(f"pane {pane} stayed (nearly) black: {info}")
 
-    def wait_pane_change(self, pane: str, digest: int, timeout_s: float = 60) -> dict:
+    def _wait_pane(self, pane: str, done, what: str, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         info = None
         while time.monotonic() < deadline:
             info = self.pane_pixels(pane)
-            if info and info["digest"] != digest:
+            if info and done(info):
                 return info
             self.page.wait_for_timeout(100)
-        raise AssertionError(f"pane {pane} image did not change: {info}")
+        raise AssertionError(f"pane {pane} {what}: {info}")
+
+    def wait_pane_change(self, pane: str, digest: int, timeout_s: float = 60) -> dict:
+        """Wait until the pane shows an image other than the one with ``digest``."""
+        return self._wait_pane(pane, lambda i: i["digest"] != digest, "image did not change", timeout_s)
 
     def wait_pane_digest(self, pane: str, digest: int, timeout_s: float = 60) -> dict:
         """Wait until the pane shows exactly the image with ``digest``."""
-        deadline = time.monotonic() + timeout_s
-        info = None
-        while time.monotonic() < deadline:
-            info = self.pane_pixels(pane)
-            if info and info["digest"] == digest:
-                return info
-            self.page.wait_for_timeout(100)
-        raise AssertionError(f"pane {pane} never showed the image {digest}: {info}")
+        return self._wait_pane(pane, lambda i: i["digest"] == digest, f"never showed the image {digest}", timeout_s)
 
     def wait_pane_stable(self, pane: str, reads: int = 3, timeout_s: float = 60) -> dict:
         """Wait until ``reads`` consecutive reads (250 ms apart) give the same image: late frames have landed."""
