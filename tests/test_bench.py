@@ -97,7 +97,9 @@ def test_summary_without_batch_has_no_improvement():
 
 def test_ratios_and_targets():
     summary = stats.summarize(RUNS, stats.MODES, floor_s=5.5)
-    r = stats.ratios(summary, 5.5)
+    r = stats.ratios(summary, 5.5, {"zlib": 3.0, "isal": 2.0})
+    assert r["poc2_over_zlib_inflate"] == pytest.approx(2.0)
+    assert stats.ratios(summary, 5.5)["poc2_over_zlib_inflate"] is None
     assert r["poc2_time_over_floor"] == pytest.approx(6.0 / 5.5)
     assert r["poc2_over_batch_time"] == pytest.approx(0.5)
     assert r["poc2_peak_over_volume"] == pytest.approx(1.1)
@@ -110,6 +112,7 @@ def test_ratios_and_targets():
     assert by[("PoC2 median peak above baseline ÷ volume bytes", "any")]["status"] == "pass"  # 1.10 <= 1.10
     assert by[("Batch ÷ PoC2 median peak above baseline", "any")]["status"] == "pass"
     assert by[("Batch ÷ PoC2 median peak above baseline", "any")]["original"] == 2.9
+    assert by[("PoC2 median time ÷ zlib alone inflating the same members", "unlimited")]["status"] == "pass"  # 2.0
 
 
 def test_targets_fail_and_combine_profiles():

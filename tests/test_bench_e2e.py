@@ -48,6 +48,9 @@ def test_bench_tiny_sample_end_to_end(tmp_path):
 
     # the three modes produced the same volume: dimensions, dtype, bytes and a hash of voxels + geometry
     assert result["volumes_agree"] is True
+    assert result["inflater"] in ("isal", "zlib")
+    assert set(result["inflate_alone_s"]) >= {"zlib"} and all(v > 0 for v in result["inflate_alone_s"].values())
+    assert result["ratios"]["poc2_over_zlib_inflate"] is not None
     assert {tuple(r["dimensions"]) for r in result["runs"]} == {(64, 64, 48)}
     assert {r["volume_bytes"] for r in result["runs"]} == {64 * 64 * 48 * 2}
     assert len({r["volume_sha256"] for r in result["runs"]}) == 1 and result["runs"][0]["volume_sha256"]

@@ -202,13 +202,16 @@ def test_parse_eocd_and_central_directory_large_directory():
     members = [(f"dir/{i:05d}.dcm", b"x" * 10) for i in range(3000)]
     data = make_zip(members)
     tail = data[-(65536 + 22) :]
-    offset, size, entries = parse_eocd(tail, len(data) - len(tail))
-    assert entries == 3000
+    offset, size, entries, concat = parse_eocd(tail, len(data) - len(tail))
+    assert (entries, concat) == (3000, 0)
     zf = zipfile.ZipFile(io.BytesIO(data))
     assert offset == zf.start_dir
-    names = parse_central_directory(data[offset : offset + size])
-    assert [n for n, _ in names] == [n for n, _ in members]
-    assert {s for _, s in names} == {10}
+    parsed = parse_central_directory(data[offset : offset + size])
+    assert [e.name for e in parsed] == [n for n, _ in members]
+    assert {e.size for e in parsed} == {10}
+    assert [(e.header_offset, e.compressed_size, e.crc) for e in parsed] == [
+        (i.header_offset, i.compress_size, i.CRC) for i in zf.infolist()
+    ]
 
 
 async def test_http_basic_auth_and_headers(aiohttp_server):

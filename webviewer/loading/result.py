@@ -45,6 +45,9 @@ class LoadOptions:
     #: On an idle 2-core machine, 512x512x380 over loopback: 2 -> 1.16-1.27 s, 0 -> 1.12-1.77 s (bimodal);
     #: memory cost: 2 members (~1 MB)
     prefetch_members: int = 2
+    #: streaming modes: members inflated at once when the ZIP's central directory is known before the download
+    #: (a local file, or an HTTP server that answers Range requests); 0 = stream-unzip, one member after another
+    inflate_workers: int = 2
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -20,8 +21,16 @@ from webviewer.loading.metrics import MetricsRecorder
 from webviewer.loading.progress import LoadState, ProgressReporter
 from webviewer.loading.result import LoadOptions
 from webviewer.loading.source import FileSource, FolderSource, Source
-from webviewer.loading.unzip import Cancelled, ChunkBridge, Member, extract_all, iter_stream_members
+from webviewer.loading.unzip import (
+    Cancelled,
+    ChunkBridge,
+    Member,
+    extract_all,
+    iter_stream_members,
+    iter_zip_members,
+)
 from webviewer.loading.volume import CTVolume, assemble_volume
+from webviewer.loading.zipdir import ZipEntry, streamable_directory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,10 +226,50 @@ class LoadRun:
 
     # -- members: a ZIP (stream-unzip / zipfile), or a source that splits its body itself (DICOMweb) -------------
     def stream_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
+        """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``."""
         hook = getattr(self.source, "stream_members", None)
         if hook is not None:
             return hook(chunks, self.limits, consumed)
-        return iter_stream_members(chunks, self.limits, consumed=consumed)
+        if not self.options.probe_central_directory or self.options.inflate_workers < 1:
+            log.info("unzipping with stream-unzip, one member after another (the directory was not asked for)")
+            return iter_stream_members(chunks, self.limits, consumed=consumed)
+        return self._directory_members(chunks, consumed)
+
+    def _directory_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
+        it = iter(chunks)
+        first = next(it, None)  # the download has answered, so its Content-Length is known
+        stream = it if first is None else itertools.chain((first,), it)
+        entries = self._streamable_directory()
+        if entries is None:
+            log.info("unzipping with stream-unzip, one member after another (no usable central directory)")
+        else:
+            log.info("unzipping by the central directory: %d members, %d inflated at once",
+                     len(entries), self.options.inflate_workers)
+        yield from iter_zip_members(
+            stream, self.limits, consumed=consumed, entries=entries, submit=submit,
+            workers=self.options.inflate_workers, archive_bytes=self.source.size,
+        )
+
+    def _streamable_directory(self) -> list[ZipEntry] | None:
+        """The source's central directory (probed on the loop, alongside the download) if members can be cut by it."""
+        job = asyncio.run_coroutine_threadsafe(self.source.directory(), self.loop)
+        try:
+            while True:
+                try:
+                    entries = job.result(timeout=0.05)
+                    break
+                except concurrent.futures.TimeoutError:
+                    self.check_stop()
+        except Cancelled:
+            job.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - no directory: stream-unzip does the work
+            log.debug("no central directory: %r", exc)
+            return None
+        probed = getattr(self.source, "probed_size", None)
+        if entries is None or (probed is not None and self.source.size is not None and probed != self.source.size):
+            return None
+        return streamable_directory(entries)
 
     def extract_members(self, buffer: bytes, on_member: Callable[[Member], None]) -> list[Member]:
         hook = getattr(self.source, "extract_members", None) or extract_all

@@ -12,7 +12,7 @@ import logging
 import os
 import struct
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +21,7 @@ import aiohttp
 
 from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError
 from webviewer.loading.limits import Limits
+from webviewer.loading.zipdir import ZipEntry, entries_from_zipfile, parse_central_directory, parse_eocd
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def check_zip_magic(head: bytes, where: str) -> None:
     )
 
 
+_UNKNOWN = object()
+
+
 class Source:
     """Base class. ``kind`` is "http", "file" or "folder"."""
 
@@ -85,14 +89,22 @@ class Source:
         """Number of likely image members from the central directory, if cheaply known."""
         return None
 
+    async def directory(self) -> list[ZipEntry] | None:
+        """The ZIP's central directory entries if they can be had before the download (local file, Range)."""
+        return None
+
     async def close(self) -> None:
         """Release network resources."""
 
 
-def _count_members(names_sizes: list[tuple[str, int]]) -> int:
+def _count_members(names_sizes: Iterable[tuple[str, int]]) -> int:
     from webviewer.loading.dicom import skip_reason_for_name
 
     return sum(1 for name, size in names_sizes if size > 0 and skip_reason_for_name(name) is None)
+
+
+def _count_entries(entries: list[ZipEntry]) -> int:
+    return _count_members((e.name, e.size) for e in entries)
 
 
 class FileSource(Source):
@@ -104,6 +116,7 @@ class FileSource(Source):
         if not self.path.is_file():
             raise BadInputError(f"{location} does not exist or is not a file. Give a .zip file, a folder or a URL.")
         self.size = self.path.stat().st_size
+        self._directory: list[ZipEntry] | None | object = _UNKNOWN
 
     def iter_sync(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
         """Read the file in chunks (for a worker thread; no event loop hops)."""
@@ -137,14 +150,21 @@ class FileSource(Source):
         return data
 
     async def member_count(self) -> int | None:
-        def count() -> int | None:
-            try:
-                with zipfile.ZipFile(self.path) as zf:
-                    return _count_members([(i.filename, i.file_size) for i in zf.infolist()])
-            except (zipfile.BadZipFile, OSError, ValueError):
-                return None
+        entries = await self.directory()
+        return None if entries is None else _count_entries(entries)
 
-        return await asyncio.to_thread(count)
+    async def directory(self) -> list[ZipEntry] | None:
+        if self._directory is _UNKNOWN:
+
+            def read() -> list[ZipEntry] | None:
+                try:
+                    with zipfile.ZipFile(self.path) as zf:
+                        return entries_from_zipfile(zf.infolist())
+                except (zipfile.BadZipFile, OSError, ValueError):
+                    return None
+
+            self._directory = await asyncio.to_thread(read)
+        return self._directory
 
 
 class FolderSource(Source):
@@ -185,6 +205,11 @@ class HttpSource(Source):
         super().__init__(location, options)
         self._session: aiohttp.ClientSession | None = None
         self.accept_ranges = False
+        self._directory: list[ZipEntry] | None | object = _UNKNOWN
+        self._directory_lock = asyncio.Lock()
+        self._entry_count: int | None = None
+        #: archive size the Range probe saw (compared with the download's Content-Length)
+        self.probed_size: int | None = None
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         o = self.options
@@ -267,11 +292,23 @@ class HttpSource(Source):
 
     async def member_count(self) -> int | None:
         """Count members from the central directory read with Range requests; None if the server refuses."""
-        try:
-            return await asyncio.wait_for(self._probe_central_directory(), self.options.connect_timeout_s)
-        except (TimeoutError, aiohttp.ClientError, ConnectionError, ValueError, struct.error) as exc:
-            log.debug("central directory probe failed: %r", exc)
-            return None
+        entries = await self.directory()
+        if entries is None:
+            return self._entry_count
+        return _count_entries(entries)
+
+    async def directory(self) -> list[ZipEntry] | None:
+        """The central directory read with Range requests (once; later calls reuse it); None if refused."""
+        async with self._directory_lock:
+            if self._directory is _UNKNOWN:
+                try:
+                    self._directory = await asyncio.wait_for(
+                        self._probe_central_directory(), self.options.connect_timeout_s
+                    )
+                except (TimeoutError, aiohttp.ClientError, ConnectionError, ValueError, struct.error) as exc:
+                    log.debug("central directory probe failed: %r", exc)
+                    self._directory = None
+        return self._directory  # type: ignore[return-value]
 
     async def _range(self, header: str) -> tuple[bytes, int] | None:
         session = await self._get_session()
@@ -284,67 +321,29 @@ class HttpSource(Source):
             body = await resp.content.read(MAX_CENTRAL_DIR_BYTES + EOCD_TAIL_BYTES)
             return body, total
 
-    async def _probe_central_directory(self) -> int | None:
+    async def _probe_central_directory(self) -> list[ZipEntry] | None:
         got = await self._range(f"bytes=-{EOCD_TAIL_BYTES}")
         if got is None:
             return None
         tail, total = got
         if total < 0:
             return None
+        self.probed_size = total
         tail_start = total - len(tail)
-        cd_offset, cd_size, entries = parse_eocd(tail, tail_start)
-        if entries == 0:
-            return 0
-        if cd_size > MAX_CENTRAL_DIR_BYTES:
-            return entries
-        if cd_offset >= tail_start:
-            cd = tail[cd_offset - tail_start : cd_offset - tail_start + cd_size]
+        end = parse_eocd(tail, tail_start)
+        self._entry_count = end.entries
+        if end.entries == 0:
+            return []
+        if end.cd_size > MAX_CENTRAL_DIR_BYTES:
+            return None
+        if end.cd_offset >= tail_start:
+            cd = tail[end.cd_offset - tail_start : end.cd_offset - tail_start + end.cd_size]
         else:
-            got = await self._range(f"bytes={cd_offset}-{cd_offset + cd_size - 1}")
+            got = await self._range(f"bytes={end.cd_offset}-{end.cd_offset + end.cd_size - 1}")
             if got is None:
-                return entries
+                return None
             cd = got[0]
-        return _count_members(parse_central_directory(cd))
-
-
-def parse_eocd(tail: bytes, tail_start: int) -> tuple[int, int, int]:
-    """(central directory offset, size, entries) from the end of a ZIP (ZIP64 aware)."""
-    pos = tail.rfind(b"PK\x05\x06")
-    if pos < 0 or len(tail) - pos < 22:
-        raise ValueError("no end of central directory record")
-    _, _, _, _, entries, cd_size, cd_offset, _ = struct.unpack("<4sHHHHIIH", tail[pos : pos + 22])
-    if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
-        loc = pos - 20
-        if loc < 0 or tail[loc : loc + 4] != b"PK\x06\x07":
-            raise ValueError("ZIP64 locator missing")
-        (z64_offset,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
-        rec = z64_offset - tail_start
-        if rec < 0 or tail[rec : rec + 4] != b"PK\x06\x06":
-            raise ValueError("ZIP64 end of central directory not in the tail")
-        entries, _, cd_size, cd_offset = struct.unpack("<QQQQ", tail[rec + 24 : rec + 56])
-    return cd_offset, cd_size, entries
-
-
-def parse_central_directory(cd: bytes) -> list[tuple[str, int]]:
-    """(name, uncompressed size) of each central directory entry (ZIP64 sizes read from the extra field)."""
-    out = []
-    pos = 0
-    while pos + 46 <= len(cd) and cd[pos : pos + 4] == b"PK\x01\x02":
-        flags, usize, nlen, elen, clen = struct.unpack("<H14xIHHH", cd[pos + 8 : pos + 34])
-        name_b = cd[pos + 46 : pos + 46 + nlen]
-        name = name_b.decode("utf-8" if flags & 0x800 else "cp437", "replace")
-        if usize == 0xFFFFFFFF:
-            extra = cd[pos + 46 + nlen : pos + 46 + nlen + elen]
-            i = 0
-            while i + 4 <= len(extra):
-                tag, size = struct.unpack("<HH", extra[i : i + 4])
-                if tag == 1 and size >= 8:
-                    (usize,) = struct.unpack("<Q", extra[i + 4 : i + 12])
-                    break
-                i += 4 + size
-        out.append((name, usize))
-        pos += 46 + nlen + elen + clen
-    return out
+        return parse_central_directory(cd, end.concat)
 
 
 def _orthanc_source(location: str, options: SourceOptions | None) -> Source | None:

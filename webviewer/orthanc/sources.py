@@ -71,6 +71,10 @@ class _OrthancHttp(HttpSource):
                                                   headers=self.request_headers)
         return self._session
 
+    async def directory(self) -> None:
+        """Orthanc builds its archives as it sends them: no Range request, so no directory up front."""
+        return None
+
     def _status_error(self, status: int, reason: str = "") -> HttpStatusError:
         return status_error(status, self.location, auth=self.auth, what=self.what, reason=reason)
 

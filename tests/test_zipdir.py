@@ -1,0 +1,251 @@
+"""Unzipping a stream by its central directory (zipdir) against stream-unzip, and the shared inflater."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import logging
+import zipfile
+import zlib
+
+import pytest
+from pipeline_helpers import make_zip
+
+from webviewer.errors import ArchiveError, LimitExceededError
+from webviewer.loading import inflate
+from webviewer.loading.limits import Limits
+from webviewer.loading.unzip import extract_all, iter_stream_members, iter_zip_members, read_member
+from webviewer.loading.zipdir import (
+    StreamWindow,
+    entries_from_zipfile,
+    parse_central_directory,
+    parse_eocd,
+    streamable_directory,
+)
+
+
+def _members(n: int = 12) -> list[tuple[str, bytes]]:
+    """Slice-like payloads of varied size and compressibility, plus junk, a folder and an empty file."""
+    out = [(f"series/IM{i:04d}", bytes(range(256)) * (40 + 7 * i) + zlib.crc32(bytes([i])).to_bytes(4, "little") * 900)
+           for i in range(n)]
+    out.insert(3, ("__MACOSX/series/._IM0002", b"junk" * 50))
+    out.insert(5, ("series/empty", b""))
+    out.append(("series/sub/", b""))
+    return out
+
+
+def _entries(data: bytes):
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return streamable_directory(entries_from_zipfile(zf.infolist()))
+
+
+def _chunks(data: bytes, size: int):
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.fixture
+def pool():
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        yield ex
+
+
+def _as_tuples(members):
+    return [(m.name, m.data, m.skip_reason) for m in members]
+
+
+@pytest.mark.parametrize("chunk", [7, 301, 4096, 1 << 20])
+@pytest.mark.parametrize("variant", ["deflated", "stored", "descriptors", "zip64", "stored-descriptors"])
+def test_directory_members_match_stream_unzip(pool, variant, chunk):
+    members = _members()
+    data = make_zip(
+        members,
+        compression=zipfile.ZIP_STORED if variant.startswith("stored") else zipfile.ZIP_DEFLATED,
+        data_descriptors="descriptors" in variant,
+        force_zip64=variant == "zip64",
+    )
+    entries = _entries(data)
+    assert entries is not None
+    got = _as_tuples(iter_zip_members(_chunks(data, chunk), Limits(), entries=entries, submit=pool.submit,
+                                      archive_bytes=len(data)))
+    if variant != "stored-descriptors":  # stream-unzip cannot stream these at all: the directory can
+        expected = _as_tuples(iter_stream_members(_chunks(data, chunk), Limits()))
+        assert got == expected
+    by_name = dict(members)
+    kept = [(n, d) for n, d, reason in got if reason is None]
+    assert kept == [(n, by_name[n]) for n, _ in members if not n.startswith("__MACOSX") and not n.endswith("/")]
+    assert {n for n, _, reason in got if reason is not None} == {"__MACOSX/series/._IM0002", "series/sub/"}
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_worker_count_does_not_change_the_members(pool, workers):
+    data = make_zip(_members(20))
+    entries = _entries(data)
+    got = list(iter_zip_members(_chunks(data, 5000), Limits(), entries=entries, submit=pool.submit, workers=workers))
+    assert [m.name for m in got] == [e.name for e in entries]
+
+
+def test_directory_from_http_tail_matches_zipfile_with_prefix_and_zip64():
+    for prefix, zip64 in ((b"", True), (b"#!/bin/sh\nexit 0\n", False)):
+        data = prefix + make_zip(_members(), force_zip64=zip64)
+        tail = data[-(65536 + 22) :]
+        end = parse_eocd(tail, len(data) - len(tail))
+        parsed = parse_central_directory(data[end.cd_offset : end.cd_offset + end.cd_size], end.concat)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            assert parsed == entries_from_zipfile(zf.infolist())
+        assert end.concat == len(prefix)
+
+
+def test_unusable_directories_are_refused():
+    data = make_zip(_members())
+    entries = _entries(data)
+    assert streamable_directory([]) is None
+    overlapping = [entries[0], entries[1].__class__(**{**entries[1].__dict__, "header_offset": 5})]
+    assert streamable_directory(overlapping) is None
+    bz = make_zip(_members(3), compression=zipfile.ZIP_BZIP2)
+    with zipfile.ZipFile(io.BytesIO(bz)) as zf:
+        assert streamable_directory(entries_from_zipfile(zf.infolist())) is None
+    encrypted = entries[0].__class__(**{**entries[0].__dict__, "flags": 1})
+    assert streamable_directory([encrypted]) is None
+
+
+def test_corrupt_member_is_an_archive_error_naming_it(pool):
+    data = bytearray(make_zip(_members()))
+    entries = _entries(bytes(data))
+    victim = next(e for e in entries if e.name == "series/IM0004")
+    start = victim.header_offset + 30 + len(victim.name) + victim.compressed_size // 2
+    data[start : start + 16] = b"\xff" * 16
+    with pytest.raises(ArchiveError, match="IM0004"):
+        list(iter_zip_members(_chunks(bytes(data), 4096), Limits(), entries=entries, submit=pool.submit))
+
+
+def test_bad_crc_and_truncation_are_archive_errors(pool):
+    data = make_zip(_members())
+    entries = _entries(data)
+    lying = [e.__class__(**{**e.__dict__, "crc": e.crc ^ 1}) if e.name == "series/IM0001" else e for e in entries]
+    with pytest.raises(ArchiveError, match="CRC"):
+        list(iter_zip_members(_chunks(data, 4096), Limits(), entries=lying, submit=pool.submit))
+    last = max(entries, key=lambda e: e.header_offset)
+    with pytest.raises(ArchiveError, match="truncated"):
+        list(iter_zip_members(_chunks(data[: last.header_offset + 40], 4096), Limits(), entries=entries,
+                              submit=pool.submit))
+
+
+def test_first_member_mismatch_falls_back_to_stream_unzip(pool, caplog):
+    data = make_zip(_members())
+    other = make_zip([("other/" + n, d) for n, d in _members()])
+    with caplog.at_level(logging.WARNING):
+        got = _as_tuples(iter_zip_members(_chunks(data, 999), Limits(), entries=_entries(other), submit=pool.submit))
+    assert got == _as_tuples(iter_stream_members(_chunks(data, 999), Limits()))
+    assert "does not match its central directory" in caplog.text
+
+
+def test_later_mismatch_says_the_archive_changed(pool):
+    members = _members()
+    data = make_zip(members)
+    renamed = make_zip(members[:2] + [("series/XX" + members[2][0][-4:], members[2][1])] + members[3:])
+    with pytest.raises(ArchiveError, match="changed while it downloaded"):
+        list(iter_zip_members(_chunks(data, 999), Limits(), entries=_entries(renamed), submit=pool.submit))
+
+
+def test_limits_are_checked_on_the_directory_before_inflating(pool):
+    data = make_zip(_members())
+    entries = _entries(data)
+    calls = []
+
+    def counting_submit(fn, *args):
+        calls.append(args)
+        return pool.submit(fn, *args)
+
+    with pytest.raises(LimitExceededError):
+        list(iter_zip_members(_chunks(data, 4096), Limits(max_members=3), entries=entries, submit=counting_submit))
+    bomb = make_zip([("a.dcm", b"\0" * (8 << 20))])
+    with pytest.raises(LimitExceededError):
+        list(iter_zip_members(_chunks(bomb, 4096), Limits(), entries=_entries(bomb), submit=counting_submit,
+                              archive_bytes=len(bomb)))
+    assert calls == []
+
+
+def test_stopping_early_leaves_no_inflate_running():
+    data = make_zip(_members(30))
+    entries = _entries(data)
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        jobs: list[concurrent.futures.Future] = []
+
+        def submit(fn, *args):
+            jobs.append(ex.submit(fn, *args))
+            return jobs[-1]
+
+        it = iter_zip_members(_chunks(data, 4096), Limits(), entries=entries, submit=submit, workers=3)
+        first = next(it)
+        assert first.name == "series/IM0000"
+        it.close()
+        assert jobs and all(j.done() for j in jobs)
+        assert len(jobs) < 30
+
+
+def test_stream_window_take_spans_chunks():
+    window = StreamWindow(_chunks(bytes(range(100)), 7))
+    window.fill(50, "x")
+    assert bytes(window.take(5, 23)) == bytes(range(5, 23))
+    window.drop_before(21)
+    assert window.start == 21 and bytes(window.take(21, 30)) == bytes(range(21, 30))
+    with pytest.raises(ValueError):
+        window.take(3, 10)
+    window.fill(99, "x")
+    with pytest.raises(ArchiveError, match="truncated"):
+        window.fill(101, "x")
+
+
+# -- the shared inflater ---------------------------------------------------------------------------------
+
+
+def test_choose_inflater(monkeypatch):
+    assert inflate.choose_inflater("zlib") == ("zlib", zlib)
+    name, module = inflate.choose_inflater("isal")
+    assert name == "isal" and module.decompressobj is not None  # isal is a dependency
+    monkeypatch.setenv(inflate.INFLATER_ENV, "zlib")
+    assert inflate.choose_inflater()[0] == "zlib"
+    monkeypatch.setenv(inflate.INFLATER_ENV, "brotli")
+    with pytest.raises(ValueError, match="WEBVIEWER_INFLATER"):
+        inflate.choose_inflater()
+
+
+def test_stream_unzip_uses_the_chosen_inflater():
+    import stream_unzip
+
+    inflate.install_in_stream_unzip()
+    if inflate.INFLATER_NAME == "isal":
+        from isal import isal_zlib
+
+        assert stream_unzip.zlib.decompressobj is isal_zlib.decompressobj
+        assert stream_unzip.zlib.crc32 is isal_zlib.crc32
+        assert stream_unzip.zlib.Z_SYNC_FLUSH == zlib.Z_SYNC_FLUSH  # anything else is plain zlib
+    data = make_zip(_members())
+    assert [m.data for m in iter_stream_members(_chunks(data, 777), Limits()) if m.data is not None] == [
+        d for n, d in _members() if not n.startswith("__MACOSX") and not n.endswith("/")
+    ]
+
+
+def test_inflate_reference_times_every_library():
+    timings = inflate.inflate_reference(make_zip(_members()), rounds=1)
+    assert set(timings) >= {"zlib"} and all(t > 0 for t in timings.values())
+
+
+def test_batch_reader_checks_size_and_crc_and_falls_back_to_zipfile():
+    members = _members()
+    data = make_zip(members)
+    by_name = dict(members)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf, memoryview(data) as view:
+        for info in zf.infolist():
+            assert read_member(zf, view, info) == by_name[info.filename]
+        info = zf.getinfo("series/IM0002")
+        info.CRC ^= 1
+        with pytest.raises(ArchiveError, match="CRC"):
+            read_member(zf, view, info)
+        info.CRC ^= 1
+        info.file_size -= 1
+        with pytest.raises(ArchiveError, match="more"):
+            read_member(zf, view, info)
+    bz = make_zip(members, compression=zipfile.ZIP_BZIP2)
+    got = {m.name: m.data for m in extract_all(bz, Limits()) if m.data is not None}
+    assert got == {n: d for n, d in members if not n.startswith("__MACOSX") and not n.endswith("/")}
