@@ -135,3 +135,16 @@ def test_unwritable_output_exits_2_with_one_line(ct_zip, tmp_path, output):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--output" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "1", "3"])
+@pytest.mark.parametrize("inflater", ["zlib", "isal"])
+def test_inflate_workers_and_inflater_give_the_same_volume(ct_zip, tmp_path, workers, inflater, monkeypatch):
+    path, members = ct_zip
+    monkeypatch.setenv("WEBVIEWER_INFLATER", inflater)
+    out_file = tmp_path / f"v{workers}{inflater}.npz"
+    out = run_cli(str(path), "--mode", "stream-dicom", "--inflate-workers", workers, "--output", str(out_file),
+                  "--quiet")
+    assert out.returncode == 0, out.stderr
+    expected, _ = independent_hu([m for m in members if m[0] != "notes.txt"])
+    assert np.array_equal(np.load(out_file)["hu"], expected)

@@ -209,7 +209,9 @@ def headline(result: Mapping) -> str:
         parts.append(f"Machine: {machine.get('cpu')}, {machine.get('cpus')} CPU(s), "
                      f"{fmt(machine.get('memory_gb'), 1)} GB RAM, {machine.get('os')}, Python {machine.get('python')}.")
     if result.get("inflater"):
-        parts.append(f"Every mode inflates with {result['inflater']}.")
+        parts.append(f"Every mode inflates with {result['inflater']}"
+                     + (f"; loads ran with --inflate-workers {result['inflate_workers']}."
+                        if result.get("inflate_workers") is not None else "."))
     alone = result.get("inflate_alone_s") or {}
     if alone:
         parts.append("Inflating every member alone, in memory (best of 3): "

@@ -35,7 +35,7 @@ from webviewer.bench.runner import (
     volumes_agree,
     with_query,
 )
-from webviewer.loading.inflate import INFLATER_NAME
+from webviewer.loading.inflate import INFLATER_ENV, choose_inflater
 
 log = logging.getLogger("webviewer.bench")
 
@@ -69,6 +69,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the API also serves every .zip / DICOM folder under DIR (then --ct picks one of them)")
     parser.add_argument("--sample-dir", type=Path,
                         help="where samples are generated and kept (default $WEBVIEWER_DATA_DIR or ~/.cache/webviewer)")
+    parser.add_argument("--inflate-workers", type=int, default=None, metavar="N",
+                        help="passed to every load: members inflated at once in the streaming modes (0 = stream-unzip)")
+    parser.add_argument("--inflater", choices=("isal", "zlib"), default=None,
+                        help="the inflater every load uses (default: isal when installed); sets WEBVIEWER_INFLATER")
     parser.add_argument("--no-inflate-reference", dest="inflate_reference", action="store_false",
                         help="do not time inflating the archive's members alone with zlib and ISA-L")
     parser.add_argument("--verify", action="store_true",
@@ -181,6 +185,8 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
     t0 = time.monotonic()
     archive_bytes, dicom_bytes = archive_info(source, ct)
     load_args = ["--expected-slices", str(ct["slices"])] if ct and ct.get("slices") else []
+    if args.inflate_workers is not None:
+        load_args += ["--inflate-workers", str(args.inflate_workers)]
     balanced = None
     if profile == BALANCED:
         if archive_bytes is None:
@@ -204,7 +210,8 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
         dicom_bytes=dicom_bytes if dicom_bytes is not None else records[0]["bytes_dicom"],
         runs=records, modes=args.mode_list,
         ct=ct, source=source if args.source else None, balanced=balanced, volumes_agree=volumes_agree(records),
-        inflater=INFLATER_NAME, inflate_alone_s=getattr(args, "inflate_alone_s", None),
+        inflater=choose_inflater()[0], inflate_workers=args.inflate_workers,
+        inflate_alone_s=getattr(args, "inflate_alone_s", None),
         warmup_runs=args.warmup, machine=machine_info(), started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - t0, 1),
     )
@@ -274,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `webviewer-bench`."""
     args = parse_args(argv)
     for variable, value in (("WEBVIEWER_USER", args.user), ("WEBVIEWER_PASSWORD", args.password),
-                            ("WEBVIEWER_TOKEN", args.token)):
+                            ("WEBVIEWER_TOKEN", args.token), (INFLATER_ENV, args.inflater)):
         if value:
             os.environ[variable] = value  # inherited by every `webviewer-load` process
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="CT name used in the content name")
     p.add_argument("--expected-slices", type=int, metavar="N", help="slice count, if known (PoC2 preallocation)")
     p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to a safer mode")
+    p.add_argument("--inflate-workers", type=int, default=2, metavar="N",
+                   help="streaming modes: members inflated at once when the ZIP's central directory is known "
+                        "(default %(default)s; 0 = stream-unzip, one member after another)")
     auth = p.add_argument_group("credentials (e.g. Orthanc); never printed")
     auth.add_argument("--user", default=os.environ.get("WEBVIEWER_USER"),
                       help="HTTP basic auth user (default: $WEBVIEWER_USER)")
@@ -138,6 +141,7 @@ async def _run(args: argparse.Namespace) -> LoadResult:
         expected_slices=args.expected_slices,
         fallback=not args.no_fallback,
         name=args.name,
+        inflate_workers=max(0, args.inflate_workers),
     )
     observer = None if (args.quiet or args.json) else TqdmObserver()
     try:

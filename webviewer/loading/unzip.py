@@ -38,12 +38,14 @@ from dataclasses import dataclass
 import stream_unzip as su
 
 from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
-from webviewer.loading.inflate import INFLATE_ERRORS, crc32, inflate_member, install_in_stream_unzip
+from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
 from webviewer.loading.limits import Limits
 from webviewer.loading.zipdir import (
     DirectoryMismatch,
     ZipEntry,
     check_directory_limits,
+    entries_from_zipfile,
+    inflate_checked,
     iter_directory_members,
 )
 
@@ -339,16 +341,7 @@ def read_member(zf: zipfile.ZipFile, view: memoryview, info: zipfile.ZipInfo) ->
     if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         return zf.read(info)
     begin, end = member_span(view, info)
-    raw = view[begin:end]
-    data = bytes(raw) if info.compress_type == zipfile.ZIP_STORED else inflate_member(raw, info.file_size)
-    if len(data) != info.file_size:
-        raise ArchiveError(
-            f"The archive holds corrupted or truncated data (member {info.filename!r} inflates to "
-            f"{'more' if len(data) > info.file_size else 'fewer'} bytes than its directory entry says). Export it again."
-        )
-    if crc32(data) != info.CRC:
-        raise ArchiveError(f"The archive failed an integrity check (member {info.filename!r}: bad CRC-32). Export it again.")
-    return data
+    return inflate_checked(view[begin:end], entries_from_zipfile([info])[0])
 
 
 def raw_deflated_members(buffer: bytes) -> list[tuple[memoryview, int]]:
