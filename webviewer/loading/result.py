@@ -41,9 +41,9 @@ class LoadOptions:
     #: HTTP basic credentials (user, password) and extra request headers (e.g. Authorization: Bearer <token>)
     auth: tuple[str, str] | None = field(default=None, repr=False)
     headers: dict[str, str] | None = field(default=None, repr=False)
-    #: PoC2: members inflated ahead of a separate parse/place thread (0 = inflate and place on one thread).
-    #: On an idle 2-core machine, 512x512x380 over loopback: 2 -> 1.16-1.27 s, 0 -> 1.12-1.77 s (bimodal);
-    #: memory cost: 2 members (~1 MB)
+    #: PoC2: members unzipped ahead of a separate parse/place thread (0 = unzip and place on one thread).
+    #: Measured with stream-unzip on an idle 2-core machine, 512x512x380 over loopback: 2 -> 1.16-1.27 s,
+    #: 0 -> 1.12-1.77 s (bimodal); memory cost: 2 members (~1 MB)
     prefetch_members: int = 2
     #: streaming modes: members inflated at once when the ZIP's central directory is known before the download
     #: (a local file, or an HTTP server that answers Range requests); 0 = stream-unzip, one member after another
