@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import logging
+import random
 import zipfile
 import zlib
 
@@ -37,6 +38,11 @@ def _members(n: int = 12) -> list[tuple[str, bytes]]:
 def _entries(data: bytes):
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return streamable_directory(entries_from_zipfile(zf.infolist()))
+
+
+def _entries_raw(data: bytes):
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return entries_from_zipfile(zf.infolist())
 
 
 def _chunks(data: bytes, size: int):
@@ -106,6 +112,10 @@ def test_unusable_directories_are_refused():
         assert streamable_directory(entries_from_zipfile(zf.infolist())) is None
     encrypted = entries[0].__class__(**{**entries[0].__dict__, "flags": 1})
     assert streamable_directory([encrypted]) is None
+    inflated = entries[0].__class__(**{**entries[0].__dict__, "compressed_size": entries[0].size * 2 + 4096})
+    assert streamable_directory([inflated]) is None  # would be held whole: implausible sizes go to stream-unzip
+    incompressible = make_zip([("noise.bin", random.Random(1).randbytes(200_000)), ("empty", b"")])
+    assert streamable_directory(_entries_raw(incompressible)) is not None
 
 
 def test_corrupt_member_is_an_archive_error_naming_it(pool):

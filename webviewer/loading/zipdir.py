@@ -148,6 +148,9 @@ def streamable_directory(entries: list[ZipEntry]) -> list[ZipEntry] | None:
         if e.header_offset < end:
             log.debug("directory not used: %s overlaps the member before it", e.name)
             return None
+        if e.compressed_size > e.size + e.size // 64 + 1024:  # deflate never grows data that much
+            log.debug("directory not used: %s claims more compressed than uncompressed bytes", e.name)
+            return None  # (a member is held whole until it is inflated: its compressed size must be plausible)
         end = e.header_offset + _LOCAL.size + e.compressed_size
     return ordered
 
