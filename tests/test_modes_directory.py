@@ -80,3 +80,57 @@ async def test_size_mismatch_between_probe_and_download_uses_stream_unzip(aiohtt
         r = await load(str(server.make_url("/ct.zip")), "stream-dicom")
     assert IN_ORDER in caplog.text
     assert r.volume.hu.shape[0] == 16
+
+
+async def test_directory_sent_in_pieces_is_read_whole(aiohttp_server, tmp_path):
+    """A Range body that arrives in pieces (a real network) must not give a cut-short directory."""
+    import asyncio
+
+    from aiohttp import web
+
+    prefix = "study-0001/series-0002-with-a-long-folder-name-as-exports-have/"
+    members = synthetic_files(tmp_path / "s", slices=600, rows=8, columns=8, prefix=prefix)
+    data = make_zip(members)
+    assert len(data) - 65558 > zipfile_start_dir(data)  # the directory lies before the tail: a second Range
+
+    async def handler(request):
+        rng = request.headers.get("Range")
+        if not rng:
+            return await zip_handler(data)(request)
+        a, b = rng[6:].split("-")
+        start, end = (len(data) - int(b), len(data)) if a == "" else (int(a), int(b) + 1)
+        body = data[start:end]
+        resp = web.StreamResponse(status=206, headers={"Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for i in range(0, len(body), 4096):
+            await resp.write(body[i : i + 4096])
+            await asyncio.sleep(0.002)
+        await resp.write_eof()
+        return resp
+
+    server = await serve(aiohttp_server, {"/ct.zip": handler})
+    r = await load(str(server.make_url("/ct.zip")), "stream-dicom")
+    assert r.volume.hu.shape[0] == 600 and r.fallback is None
+
+
+def zipfile_start_dir(data: bytes) -> int:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return zf.start_dir
+
+
+async def test_many_concurrent_streaming_loads_finish(tmp_path, ct):
+    """Inflate jobs have their own pool: loads that hold the shared workers cannot starve them."""
+    import asyncio
+
+    from webviewer.loading import run as run_module
+
+    _, data = ct
+    path = tmp_path / "ct.zip"
+    path.write_bytes(data)
+    loads = run_module.WORKERS // 2 + 2  # more streaming loads than the shared pool has pairs of threads
+    results = await asyncio.wait_for(asyncio.gather(*(load(path, "stream-dicom") for _ in range(loads))), 300)
+    assert all(np.array_equal(r.volume.hu, results[0].volume.hu) for r in results)

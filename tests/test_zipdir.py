@@ -6,6 +6,7 @@ import concurrent.futures
 import io
 import logging
 import random
+import struct
 import zipfile
 import zlib
 
@@ -259,3 +260,86 @@ def test_batch_reader_checks_size_and_crc_and_falls_back_to_zipfile():
     bz = make_zip(members, compression=zipfile.ZIP_BZIP2)
     got = {m.name: m.data for m in extract_all(bz, Limits()) if m.data is not None}
     assert got == {n: d for n, d in members if not n.startswith("__MACOSX") and not n.endswith("/")}
+
+
+# -- hardening found in review ---------------------------------------------------------------------------
+
+
+def _cd_entry_positions(data: bytes) -> list[int]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        pos, out = zf.start_dir, []
+        for _ in zf.infolist():
+            out.append(pos)
+            nl, el, cl = struct.unpack_from("<HHH", data, pos + 28)
+            pos += 46 + nl + el + cl
+    return out
+
+
+def test_member_starting_inside_the_previous_one_is_an_archive_error(pool):
+    data = bytearray(make_zip(_members(4)))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        first = zf.infolist()[0]
+    struct.pack_into("<I", data, _cd_entry_positions(bytes(data))[1] + 42, first.header_offset + 30 + first.compress_size)
+    entries = _entries(bytes(data))
+    assert entries is not None
+    for chunk in (7, 4096):
+        with pytest.raises(ArchiveError, match="starts inside the member before it"):
+            list(iter_zip_members(_chunks(bytes(data), chunk), Limits(), entries=entries, submit=pool.submit))
+
+
+def test_gaps_and_skipped_members_are_not_held(pool, monkeypatch):
+    gap = 8 << 20
+    members = [("IM1", b"a" * 1000), ("__MACOSX/._IM1", random.Random(2).randbytes(6 << 20)), ("IM2", b"b" * 1000)]
+    data = bytearray(make_zip(members))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        cut, start_dir = zf.infolist()[2].header_offset, zf.start_dir
+    rest = bytearray(data[cut:])
+    positions = [p - cut for p in _cd_entry_positions(bytes(data))]
+    struct.pack_into("<I", rest, positions[2] + 42, cut + gap)
+    eocd = rest.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", rest, eocd + 16, start_dir + gap)
+    archive = bytes(data[:cut]) + bytes(gap) + bytes(rest)
+    peak = 0
+    fill = StreamWindow.fill
+
+    def measuring_fill(self, upto, member):
+        nonlocal peak
+        fill(self, upto, member)
+        peak = max(peak, self.end - self.start)
+
+    monkeypatch.setattr(StreamWindow, "fill", measuring_fill)
+    got = list(iter_zip_members(_chunks(archive, 1 << 16), Limits(), entries=_entries(archive), submit=pool.submit))
+    assert [(m.name, m.data) for m in got if m.data is not None] == [("IM1", b"a" * 1000), ("IM2", b"b" * 1000)]
+    assert peak < 1 << 18  # a chunk or two, not the 6 MiB skipped member nor the 8 MiB gap
+
+
+def test_names_are_compared_as_stored(pool):
+    members = [("IM1", b"x" * 5000), ("IM\x00", b"y" * 5000), ("IM3", b"z" * 5000)]
+    data = make_zip(members)
+    got = list(iter_zip_members(_chunks(data, 999), Limits(), entries=_entries(data), submit=pool.submit))
+    assert [m.data for m in got] == [d for _, d in members]
+
+
+def test_bytes_before_the_first_member_leave_the_directory_unused():
+    data = b"#!/bin/sh\nexit 0\n" + make_zip(_members(3))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert streamable_directory(entries_from_zipfile(zf.infolist())) is None
+
+
+def test_batch_reader_refuses_negative_offsets():
+    data = bytearray(make_zip(_members(3)))
+    eocd = data.rfind(b"PK\x05\x06")
+    (cd_offset,) = struct.unpack_from("<I", data, eocd + 16)
+    struct.pack_into("<I", data, eocd + 16, cd_offset + 10_000_000)
+    with pytest.raises(ArchiveError, match="directory offsets are wrong"):
+        extract_all(bytes(data), Limits())
+
+
+def test_zip64_entry_without_its_sizes_is_refused():
+    data = bytearray(make_zip(_members(2)))
+    pos = _cd_entry_positions(bytes(data))[0]
+    struct.pack_into("<I", data, pos + 24, 0xFFFFFFFF)  # uncompressed size "in the ZIP64 extra", which is absent
+    with zipfile.ZipFile(io.BytesIO(bytes(make_zip(_members(2))))) as zf:
+        start, size = zf.start_dir, len(bytes(data)) - zf.start_dir - 22
+    with pytest.raises(ValueError, match="ZIP64"):
+        parse_central_directory(bytes(data[start : start + size]))

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -48,9 +49,13 @@ def no_slices_error(skipped: list[str]) -> DicomError:
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 _JOBS: set[concurrent.futures.Future] = set()
-#: worker threads shared by all loads: a PoC2 load uses two (unzip, parse+place); a cancelled load may still
-#: be finishing while the next one starts
-WORKERS = 8
+#: worker threads shared by all loads: a streaming load holds two (unzip, parse+place) while it runs, and a
+#: cancelled load may still be finishing while the next one starts; threads are only created when needed
+WORKERS = 32
+#: inflate jobs of the directory path run on their own small pool: they never wait on anything, so no number of
+#: concurrent loads (each holding two WORKERS threads that wait on them) can starve them
+INFLATE_WORKERS = max(2, os.cpu_count() or 2)
+_INFLATE_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def submit(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
@@ -62,6 +67,15 @@ def submit(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
         _JOBS.add(job)
     job.add_done_callback(_forget_job)
     return job
+
+
+def submit_inflate(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
+    """Run one inflate job on the inflate pool (see INFLATE_WORKERS)."""
+    global _INFLATE_POOL
+    with _POOL_LOCK:
+        if _INFLATE_POOL is None:
+            _INFLATE_POOL = concurrent.futures.ThreadPoolExecutor(INFLATE_WORKERS, thread_name_prefix="webviewer-inflate")
+    return _INFLATE_POOL.submit(fn, *args)
 
 
 def _forget_job(job: concurrent.futures.Future) -> None:
@@ -246,7 +260,7 @@ class LoadRun:
             log.info("unzipping by the central directory: %d members, %d inflated at once",
                      len(entries), self.options.inflate_workers)
         yield from iter_zip_members(
-            stream, self.limits, consumed=consumed, entries=entries, submit=submit,
+            stream, self.limits, consumed=consumed, entries=entries, submit=submit_inflate,
             workers=self.options.inflate_workers, archive_bytes=self.source.size,
         )
 

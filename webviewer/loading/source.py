@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import struct
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -60,6 +61,7 @@ def check_zip_magic(head: bytes, where: str) -> None:
 
 
 _UNKNOWN = object()
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class Source:
@@ -310,26 +312,37 @@ class HttpSource(Source):
                     self._directory = None
         return self._directory  # type: ignore[return-value]
 
-    async def _range(self, header: str) -> tuple[bytes, int] | None:
+    async def _range(self, header: str) -> tuple[bytes, int, int] | None:
+        """(body, first byte offset, archive size) of a Range request; None unless the server answered 206 with
+        a whole, consistent body (aiohttp's ``read(n)`` returns what has arrived, so read to the end)."""
         session = await self._get_session()
         async with session.get(self.location, headers={"Range": header}) as resp:
             if resp.status != 206:
                 resp.close()  # a 200 would send the whole archive: drop it
                 return None
-            crange = resp.headers.get("Content-Range", "")
-            total = int(crange.rsplit("/", 1)[-1]) if "/" in crange and not crange.endswith("*") else -1
-            body = await resp.content.read(MAX_CENTRAL_DIR_BYTES + EOCD_TAIL_BYTES)
-            return body, total
+            match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+            if match is None:
+                return None
+            first, last, total = (int(g) for g in match.groups())
+            if last - first + 1 > MAX_CENTRAL_DIR_BYTES + EOCD_TAIL_BYTES:
+                return None
+            body = bytearray()
+            while chunk := await resp.content.read(1 << 16):
+                body += chunk
+                if len(body) > last - first + 1:
+                    return None
+            if len(body) != last - first + 1:
+                return None
+            return bytes(body), first, total
 
     async def _probe_central_directory(self) -> list[ZipEntry] | None:
         got = await self._range(f"bytes=-{EOCD_TAIL_BYTES}")
         if got is None:
             return None
-        tail, total = got
-        if total < 0:
+        tail, tail_start, total = got
+        if tail_start + len(tail) != total:
             return None
         self.probed_size = total
-        tail_start = total - len(tail)
         end = parse_eocd(tail, tail_start)
         self._entry_count = end.entries
         if end.entries == 0:
@@ -340,10 +353,14 @@ class HttpSource(Source):
             cd = tail[end.cd_offset - tail_start : end.cd_offset - tail_start + end.cd_size]
         else:
             got = await self._range(f"bytes={end.cd_offset}-{end.cd_offset + end.cd_size - 1}")
-            if got is None:
+            if got is None or got[1] != end.cd_offset:
                 return None
             cd = got[0]
-        return parse_central_directory(cd, end.concat)
+        entries = parse_central_directory(cd, end.concat)
+        if len(cd) != end.cd_size or len(entries) != end.entries:
+            log.debug("central directory incomplete: %d of %d entries", len(entries), end.entries)
+            return None
+        return entries
 
 
 def _orthanc_source(location: str, options: SourceOptions | None) -> Source | None:

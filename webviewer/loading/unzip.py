@@ -322,6 +322,11 @@ def iter_stream_members(
 def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
     """Where ``info``'s compressed bytes lie in the archive: after its local header, name and extra field."""
     start = info.header_offset
+    if start < 0:
+        raise ArchiveError(
+            f"The archive is corrupt (member {info.filename!r} lies before its start: its directory offsets are "
+            "wrong). Export it again."
+        )
     if start + _LOCAL_HEADER.size > len(view):
         raise ArchiveError(f"The archive is truncated (member {info.filename!r} lies past its end). Export it again.")
     signature, name_len, extra_len = _LOCAL_HEADER.unpack_from(view, start)

@@ -121,6 +121,8 @@ def parse_central_directory(cd: bytes, concat: int = 0) -> list[ZipEntry]:
         if any(big):
             extra = cd[pos + 46 + nlen : pos + 46 + nlen + elen]
             u64, c64, o64 = _zip64_values(extra, big)
+            if any(want and value is None for want, value in zip(big, (u64, c64, o64), strict=True)):
+                raise ValueError(f"entry {name!r} lacks its ZIP64 sizes")
             usize = u64 if u64 is not None else usize
             csize = c64 if c64 is not None else csize
             offset = o64 if o64 is not None else offset
@@ -131,8 +133,9 @@ def parse_central_directory(cd: bytes, concat: int = 0) -> list[ZipEntry]:
 
 def entries_from_zipfile(infos: Iterable[zipfile.ZipInfo]) -> list[ZipEntry]:
     """ZipEntry for each of zipfile's infos (a local file: zipfile already read and checked the directory)."""
-    return [ZipEntry(i.filename, i.flag_bits, i.compress_type, i.CRC, i.compress_size, i.file_size, i.header_offset)
-            for i in infos]
+    # orig_filename: the name as stored (zipfile's filename is cut at NUL and has "\\" turned into "/" on Windows)
+    return [ZipEntry(i.orig_filename, i.flag_bits, i.compress_type, i.CRC, i.compress_size, i.file_size,
+                     i.header_offset) for i in infos]
 
 
 def streamable_directory(entries: list[ZipEntry]) -> list[ZipEntry] | None:
@@ -140,6 +143,9 @@ def streamable_directory(entries: list[ZipEntry]) -> list[ZipEntry] | None:
     if not entries:
         return None
     ordered = sorted(entries, key=lambda e: e.header_offset)
+    if ordered[0].header_offset != 0:  # bytes before the first member: stream-unzip's business (it refuses them)
+        log.debug("directory not used: the first member starts at %d", ordered[0].header_offset)
+        return None
     end = 0
     for e in ordered:
         if e.flags & _ENCRYPTED or e.method not in METHODS:
@@ -196,6 +202,23 @@ class StreamWindow:
                 )
             self._chunks.append(chunk)
             self.end += len(chunk)
+
+    def skip_to(self, offset: int, member: str) -> None:
+        """Advance to stream offset ``offset``, dropping the bytes before it as they arrive (never holding them)."""
+        self.drop_before(offset)
+        while not self._chunks and self.end < offset:
+            chunk = next(self._source, None)
+            if chunk is None:
+                raise ArchiveError(
+                    f"The archive is truncated (member {member!r}): it ends before its last member. Download it again."
+                )
+            if self.end + len(chunk) <= offset:
+                self.end += len(chunk)
+                self.start = self.end
+            else:
+                self._chunks.append(chunk)
+                self.start = self.end
+                self.end += len(chunk)
 
     def drop_before(self, offset: int) -> None:
         """Forget whole chunks that end at or before ``offset``."""
@@ -280,24 +303,33 @@ def iter_directory_members(
     window = StreamWindow(chunks)
     pending: collections.deque[tuple[ZipEntry, concurrent.futures.Future | None, str | None]] = collections.deque()
     workers = max(1, workers)
+    end = 0
     try:
         for index, entry in enumerate(entries):
+            if entry.header_offset < end:
+                raise ArchiveError(
+                    f"The archive is corrupt: member {entry.name!r} starts inside the member before it. "
+                    "Export it again."
+                )
+            if index:  # the first member's bytes stay until it matches (they are replayed if it does not)
+                window.skip_to(entry.header_offset, entry.name)
             begin, matches = _read_local_header(window, entry)
             if not matches:
                 if index == 0:
                     raise DirectoryMismatch(window.replay())
                 raise ArchiveError(
-                    f"The archive changed while it downloaded: member {entry.name!r} is not where its directory "
-                    "says. Load it again."
+                    f"The archive is corrupt or changed while it downloaded: member {entry.name!r} is not where "
+                    "its directory says. Load it again, or export it again."
                 )
             end = begin + entry.compressed_size
             reason = skip_reason(entry.name)
             if reason is None:
                 window.fill(end, entry.name)
                 pending.append((entry, submit(inflate_checked, window.take(begin, end), entry), None))
+                window.drop_before(end)
             else:
                 pending.append((entry, None, reason))
-            window.drop_before(end)
+                window.skip_to(end, entry.name)  # a skipped member is drained, not held
             while pending and (len(pending) > workers or pending[0][1] is None or pending[0][1].done()):
                 yield _result(pending.popleft())
         while pending:
