@@ -250,10 +250,15 @@ class LoadRun:
         return self._directory_members(chunks, consumed)
 
     def _directory_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
-        it = iter(chunks)
-        first = next(it, None)  # the download has answered, so its Content-Length is known
+        probe = asyncio.run_coroutine_threadsafe(self.source.directory(), self.loop)  # alongside the download
+        try:
+            it = iter(chunks)
+            first = next(it, None)  # the download has answered, so its Content-Length is known
+        except BaseException:
+            probe.cancel()
+            raise
         stream = it if first is None else itertools.chain((first,), it)
-        entries = self._streamable_directory()
+        entries = self._streamable_directory(probe)
         if entries is None:
             log.info("unzipping with stream-unzip, one member after another (no usable central directory)")
         else:
@@ -264,9 +269,8 @@ class LoadRun:
             workers=self.options.inflate_workers, archive_bytes=self.source.size,
         )
 
-    def _streamable_directory(self) -> list[ZipEntry] | None:
-        """The source's central directory (probed on the loop, alongside the download) if members can be cut by it."""
-        job = asyncio.run_coroutine_threadsafe(self.source.directory(), self.loop)
+    def _streamable_directory(self, job: concurrent.futures.Future) -> list[ZipEntry] | None:
+        """The directory ``job`` (``source.directory()`` on the loop) gives, if members can be cut by it."""
         try:
             while True:
                 try:
