@@ -7,6 +7,7 @@ import io
 import logging
 import random
 import struct
+import types
 import zipfile
 import zlib
 
@@ -210,31 +211,55 @@ def test_stream_window_take_spans_chunks():
 # -- the shared inflater ---------------------------------------------------------------------------------
 
 
+def _counting_zlib(calls: list[str]):
+    """A stand-in for ISA-L: zlib's functions, counted."""
+
+    def count(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    return types.SimpleNamespace(decompressobj=count("decompressobj", zlib.decompressobj),
+                                 decompress=count("decompress", zlib.decompress),
+                                 crc32=count("crc32", zlib.crc32), error=zlib.error)
+
+
 def test_choose_inflater(monkeypatch):
+    assert inflate.choose_inflater() == ("zlib", zlib)  # zlib unless ISA-L is asked for
     assert inflate.choose_inflater("zlib") == ("zlib", zlib)
-    name, module = inflate.choose_inflater("isal")
-    assert name == "isal" and module.decompressobj is not None  # isal is a dependency
-    monkeypatch.setenv(inflate.INFLATER_ENV, "zlib")
-    assert inflate.choose_inflater()[0] == "zlib"
+    fake = _counting_zlib([])
+    monkeypatch.setattr(inflate, "_isal_module", lambda: fake)
+    assert inflate.choose_inflater("isal") == ("isal", fake)
+    monkeypatch.setenv(inflate.INFLATER_ENV, "isal")
+    assert inflate.choose_inflater() == ("isal", fake)
+    monkeypatch.setattr(inflate, "_isal_module", lambda: None)
+    assert inflate.choose_inflater() == ("zlib", zlib)  # asked for but not installed: zlib, with a warning
     monkeypatch.setenv(inflate.INFLATER_ENV, "brotli")
     with pytest.raises(ValueError, match="WEBVIEWER_INFLATER"):
         inflate.choose_inflater()
 
 
-def test_stream_unzip_uses_the_chosen_inflater():
+def test_stream_unzip_and_batch_use_the_chosen_inflater(monkeypatch):
     import stream_unzip
 
-    inflate.install_in_stream_unzip()
-    if inflate.INFLATER_NAME == "isal":
-        from isal import isal_zlib
-
-        assert stream_unzip.zlib.decompressobj is isal_zlib.decompressobj
-        assert stream_unzip.zlib.crc32 is isal_zlib.crc32
-        assert stream_unzip.zlib.Z_SYNC_FLUSH == zlib.Z_SYNC_FLUSH  # anything else is plain zlib
-    data = make_zip(_members())
-    assert [m.data for m in iter_stream_members(_chunks(data, 777), Limits()) if m.data is not None] == [
-        d for n, d in _members() if not n.startswith("__MACOSX") and not n.endswith("/")
-    ]
+    calls: list[str] = []
+    monkeypatch.setattr(inflate, "_IMPL", _counting_zlib(calls))
+    try:
+        inflate.install_in_stream_unzip()
+        assert stream_unzip.zlib.Z_SYNC_FLUSH == zlib.Z_SYNC_FLUSH  # what the shim does not replace is zlib's
+        data = make_zip(_members())
+        expected = [d for n, d in _members() if not n.startswith("__MACOSX") and not n.endswith("/")]
+        assert [m.data for m in iter_stream_members(_chunks(data, 777), Limits()) if m.data is not None] == expected
+        assert "decompressobj" in calls and "crc32" in calls
+        calls.clear()
+        assert [m.data for m in extract_all(data, Limits()) if m.data is not None] == expected
+        assert "decompressobj" in calls and "crc32" in calls
+    finally:
+        monkeypatch.undo()
+        inflate.install_in_stream_unzip()
+    assert stream_unzip.zlib is zlib
 
 
 def test_inflate_reference_times_every_library():

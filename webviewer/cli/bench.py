@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inflate-workers", type=int, default=None, metavar="N",
                         help="passed to every load: members inflated at once in the streaming modes (0 = stream-unzip)")
     parser.add_argument("--inflater", choices=("isal", "zlib"), default=None,
-                        help="the inflater every load uses (default: isal when installed); sets WEBVIEWER_INFLATER")
+                        help="the inflater every load uses (default zlib; isal needs `pip install isal`); sets WEBVIEWER_INFLATER")
     parser.add_argument("--no-inflate-reference", dest="inflate_reference", action="store_false",
                         help="do not time inflating the archive's members alone with zlib and ISA-L")
     parser.add_argument("--verify", action="store_true",
