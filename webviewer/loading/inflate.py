@@ -50,7 +50,7 @@ def choose_inflater(requested: str | None = None) -> tuple[str, types.ModuleType
     """(name, zlib-compatible module): ``requested`` or ``$WEBVIEWER_INFLATER``; zlib unless "isal" is asked for.
 
     ISA-L is opt-in: with it installed, the full test suite crashed in the garbage collector in 2 of about 10
-    runs (0 of 4 without it); the cause was not found, so it is not the default (see the README).
+    runs (0 of 8 without it); the cause was not found, so it is not the default (see the README).
     """
     wanted = (requested or os.environ.get(INFLATER_ENV) or "zlib").strip().lower()
     if wanted not in ("isal", "zlib"):
