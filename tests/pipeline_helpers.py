@@ -35,23 +35,14 @@ def make_zip(
     data_descriptors: bool = False,
 ) -> bytes:
     """A ZIP of ``members``; ``data_descriptors`` writes to a non-seekable stream (sizes after the data)."""
-    if data_descriptors:
-        out = _NonSeekable()
-        with zipfile.ZipFile(out, "w", compression=compression) as zf:
-            for name, data in members:
-                info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-                info.compress_type = compression
-                with zf.open(info, "w", force_zip64=force_zip64) as f:
-                    f.write(data)
-        return bytes(out.buf)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+    out = _NonSeekable() if data_descriptors else io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as zf:
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
             info.compress_type = compression
             with zf.open(info, "w", force_zip64=force_zip64) as f:
                 f.write(data)
-    return buf.getvalue()
+    return bytes(out.buf) if data_descriptors else out.getvalue()
 
 
 def folder_files(folder: Path, *, prefix: str = "") -> list[tuple[str, bytes]]:

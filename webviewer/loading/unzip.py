@@ -35,7 +35,6 @@ import contextlib
 import io
 import logging
 import queue
-import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +46,8 @@ from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableErro
 from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
 from webviewer.loading.limits import Limits
 from webviewer.loading.zipdir import (
+    LOCAL_HEADER,
+    LOCAL_SIGNATURE,
     DirectoryMismatch,
     ZipEntry,
     check_directory_limits,
@@ -61,10 +62,6 @@ log = logging.getLogger(__name__)
 UNZIP_CHUNK_BYTES = 1 << 16
 
 install_in_stream_unzip()  # PoC1 and PoC2 inflate with the same library as batch (see webviewer.loading.inflate)
-
-#: a ZIP local file header: signature, 22 bytes we do not need, file name length, extra field length
-_LOCAL_HEADER = struct.Struct("<4s22xHH")
-_LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
 class Cancelled(Exception):
@@ -327,15 +324,15 @@ def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
             f"The archive is corrupt (member {info.filename!r} lies before its start: its directory offsets are "
             "wrong). Export it again."
         )
-    if start + _LOCAL_HEADER.size > len(view):
+    if start + LOCAL_HEADER.size > len(view):
         raise ArchiveError(f"The archive is truncated (member {info.filename!r} lies past its end). Export it again.")
-    signature, name_len, extra_len = _LOCAL_HEADER.unpack_from(view, start)
-    if signature != _LOCAL_SIGNATURE:
+    signature, _, _, _, name_len, extra_len = LOCAL_HEADER.unpack_from(view, start)
+    if signature != LOCAL_SIGNATURE:
         raise ArchiveError(
             f"The archive is corrupt (member {info.filename!r} has no local header where the directory says). "
             "Export it again."
         )
-    begin = start + _LOCAL_HEADER.size + name_len + extra_len
+    begin = start + LOCAL_HEADER.size + name_len + extra_len
     end = begin + info.compress_size
     if end > len(view):
         raise ArchiveError(f"The archive is truncated (member {info.filename!r} lies past its end). Export it again.")

@@ -32,8 +32,8 @@ from webviewer.loading.limits import Limits
 log = logging.getLogger(__name__)
 
 #: local file header: signature, version, flags, method, time, date, crc, sizes (ignored), name/extra lengths
-_LOCAL = struct.Struct("<4sHHH16xHH")
-_LOCAL_SIGNATURE = b"PK\x03\x04"
+LOCAL_HEADER = struct.Struct("<4sHHH16xHH")
+LOCAL_SIGNATURE = b"PK\x03\x04"
 _ENCRYPTED = 0x1
 _UTF8 = 0x800
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -157,7 +157,7 @@ def streamable_directory(entries: list[ZipEntry]) -> list[ZipEntry] | None:
         if e.compressed_size > e.size + e.size // 64 + 1024:  # deflate never grows data that much
             log.debug("directory not used: %s claims more compressed than uncompressed bytes", e.name)
             return None  # (a member is held whole until it is inflated: its compressed size must be plausible)
-        end = e.header_offset + _LOCAL.size + e.compressed_size
+        end = e.header_offset + LOCAL_HEADER.size + e.compressed_size
     return ordered
 
 
@@ -255,14 +255,14 @@ class StreamWindow:
 
 def _read_local_header(window: StreamWindow, entry: ZipEntry) -> tuple[int, bool]:
     """(offset of the member's data, whether the local header matches the directory entry)."""
-    window.fill(entry.header_offset + _LOCAL.size, entry.name)
-    head = bytes(window.take(entry.header_offset, entry.header_offset + _LOCAL.size))
-    signature, _, flags, method, nlen, elen = _LOCAL.unpack(head)
-    begin = entry.header_offset + _LOCAL.size + nlen + elen
-    if signature != _LOCAL_SIGNATURE or method != entry.method:
+    window.fill(entry.header_offset + LOCAL_HEADER.size, entry.name)
+    head = bytes(window.take(entry.header_offset, entry.header_offset + LOCAL_HEADER.size))
+    signature, _, flags, method, nlen, elen = LOCAL_HEADER.unpack(head)
+    begin = entry.header_offset + LOCAL_HEADER.size + nlen + elen
+    if signature != LOCAL_SIGNATURE or method != entry.method:
         return begin, False
     window.fill(begin, entry.name)
-    raw_name = bytes(window.take(entry.header_offset + _LOCAL.size, entry.header_offset + _LOCAL.size + nlen))
+    raw_name = bytes(window.take(entry.header_offset + LOCAL_HEADER.size, entry.header_offset + LOCAL_HEADER.size + nlen))
     name = raw_name.decode("utf-8" if flags & _UTF8 else "cp437", "replace")
     return begin, name == entry.name
 
