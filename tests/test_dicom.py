@@ -18,13 +18,13 @@ from webviewer.loading.dicom import (
     HUOverflow,
     NotAnImageSlice,
     SliceHeader,
-    _fields_fast,
     choose_hu_dtype,
     decode_hu,
     int16_fits,
     read_header,
     skip_reason_for_name,
 )
+from webviewer.loading.dicom.scan import _fields_fast
 
 PHILIPS = "dcmqa-philips-headphantom-1mm"
 
