@@ -48,7 +48,7 @@ def test_bench_tiny_sample_end_to_end(tmp_path):
 
     # the three modes produced the same volume: dimensions, dtype, bytes and a hash of voxels + geometry
     assert result["volumes_agree"] is True
-    assert result["inflater"] in ("isal", "zlib")
+    assert result["inflater"] == "zlib"
     assert set(result["inflate_alone_s"]) >= {"zlib"} and all(v > 0 for v in result["inflate_alone_s"].values())
     assert result["ratios"]["poc2_over_zlib_inflate"] is not None
     assert {tuple(r["dimensions"]) for r in result["runs"]} == {(64, 64, 48)}

@@ -7,7 +7,6 @@ import io
 import logging
 import random
 import struct
-import types
 import zipfile
 import zlib
 
@@ -15,7 +14,6 @@ import pytest
 from pipeline_helpers import make_zip
 
 from webviewer.errors import ArchiveError, LimitExceededError
-from webviewer.loading import inflate
 from webviewer.loading.limits import Limits
 from webviewer.loading.unzip import extract_all, iter_stream_members, iter_zip_members, read_member
 from webviewer.loading.zipdir import (
@@ -211,60 +209,11 @@ def test_stream_window_take_spans_chunks():
 # -- the shared inflater ---------------------------------------------------------------------------------
 
 
-def _counting_zlib(calls: list[str]):
-    """A stand-in for ISA-L: zlib's functions, counted."""
+def test_inflate_reference_times_the_inflater():
+    from webviewer.bench.inflate import inflate_reference
 
-    def count(name, fn):
-        def wrapped(*args, **kwargs):
-            calls.append(name)
-            return fn(*args, **kwargs)
-
-        return wrapped
-
-    return types.SimpleNamespace(decompressobj=count("decompressobj", zlib.decompressobj),
-                                 decompress=count("decompress", zlib.decompress),
-                                 crc32=count("crc32", zlib.crc32), error=zlib.error)
-
-
-def test_choose_inflater(monkeypatch):
-    assert inflate.choose_inflater() == ("zlib", zlib)  # zlib unless ISA-L is asked for
-    assert inflate.choose_inflater("zlib") == ("zlib", zlib)
-    fake = _counting_zlib([])
-    monkeypatch.setattr(inflate, "_isal_module", lambda: fake)
-    assert inflate.choose_inflater("isal") == ("isal", fake)
-    monkeypatch.setenv(inflate.INFLATER_ENV, "isal")
-    assert inflate.choose_inflater() == ("isal", fake)
-    monkeypatch.setattr(inflate, "_isal_module", lambda: None)
-    assert inflate.choose_inflater() == ("zlib", zlib)  # asked for but not installed: zlib, with a warning
-    monkeypatch.setenv(inflate.INFLATER_ENV, "brotli")
-    with pytest.raises(ValueError, match="WEBVIEWER_INFLATER"):
-        inflate.choose_inflater()
-
-
-def test_stream_unzip_and_batch_use_the_chosen_inflater(monkeypatch):
-    import stream_unzip
-
-    calls: list[str] = []
-    monkeypatch.setattr(inflate, "_IMPL", _counting_zlib(calls))
-    try:
-        inflate.install_in_stream_unzip()
-        assert stream_unzip.zlib.Z_SYNC_FLUSH == zlib.Z_SYNC_FLUSH  # what the shim does not replace is zlib's
-        data = make_zip(_members())
-        expected = [d for n, d in _members() if not n.startswith("__MACOSX") and not n.endswith("/")]
-        assert [m.data for m in iter_stream_members(_chunks(data, 777), Limits()) if m.data is not None] == expected
-        assert "decompressobj" in calls and "crc32" in calls
-        calls.clear()
-        assert [m.data for m in extract_all(data, Limits()) if m.data is not None] == expected
-        assert "decompressobj" in calls and "crc32" in calls
-    finally:
-        monkeypatch.undo()
-        inflate.install_in_stream_unzip()
-    assert stream_unzip.zlib is zlib
-
-
-def test_inflate_reference_times_every_library():
-    timings = inflate.inflate_reference(make_zip(_members()), rounds=1)
-    assert set(timings) >= {"zlib"} and all(t > 0 for t in timings.values())
+    timings = inflate_reference(make_zip(_members()), rounds=1)
+    assert set(timings) == {"zlib"} and all(t > 0 for t in timings.values())
 
 
 def test_batch_reader_checks_size_and_crc_and_falls_back_to_zipfile():

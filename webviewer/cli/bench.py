@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from webviewer.bench import report, stats
+from webviewer.bench.inflate import inflate_reference
 from webviewer.bench.runner import (
     ApiServer,
     BenchError,
@@ -35,7 +36,7 @@ from webviewer.bench.runner import (
     volumes_agree,
     with_query,
 )
-from webviewer.loading.inflate import INFLATER_ENV, choose_inflater
+from webviewer.loading.inflate import INFLATER_NAME
 
 log = logging.getLogger("webviewer.bench")
 
@@ -71,10 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where samples are generated and kept (default $WEBVIEWER_DATA_DIR or ~/.cache/webviewer)")
     parser.add_argument("--inflate-workers", type=int, default=None, metavar="N",
                         help="passed to every load: members inflated at once in the streaming modes (0 = stream-unzip)")
-    parser.add_argument("--inflater", choices=("isal", "zlib"), default=None,
-                        help="the inflater every load uses (default zlib; isal needs `pip install isal`); sets WEBVIEWER_INFLATER")
     parser.add_argument("--no-inflate-reference", dest="inflate_reference", action="store_false",
-                        help="do not time inflating the archive's members alone with zlib and ISA-L")
+                        help="do not time inflating the archive's members alone")
     parser.add_argument("--verify", action="store_true",
                         help="also hash each run's volume (via webviewer-load --output) to check the modes agree")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -197,7 +196,7 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
         log.info("balanced rate: %s", report.fmt_rate(rate))
     url = throttled(source, rate, latency)
     if args.inflate_reference and "inflate_alone_s" not in args.__dict__:
-        progress.set_postfix_str("timing inflate alone (zlib, isal)")
+        progress.set_postfix_str(f"timing inflate alone ({INFLATER_NAME})")
         args.inflate_alone_s = inflate_alone(throttled(source, None, 0.0))
     records = []
     for mode, run in stats.schedule(args.mode_list, args.runs):
@@ -210,7 +209,7 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
         dicom_bytes=dicom_bytes if dicom_bytes is not None else records[0]["bytes_dicom"],
         runs=records, modes=args.mode_list,
         ct=ct, source=source if args.source else None, balanced=balanced, volumes_agree=volumes_agree(records),
-        inflater=choose_inflater()[0], inflate_workers=args.inflate_workers,
+        inflater=INFLATER_NAME, inflate_workers=args.inflate_workers,
         inflate_alone_s=getattr(args, "inflate_alone_s", None),
         warmup_runs=args.warmup, machine=machine_info(), started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - t0, 1),
@@ -218,13 +217,11 @@ def run_profile(args: argparse.Namespace, source: str, ct: dict | None, profile_
 
 
 def inflate_alone(source: str) -> dict[str, float] | None:
-    """Seconds to inflate every member of the archive alone, per library (the engine's 2x-of-zlib target).
+    """Seconds to inflate every member of the archive alone (the engine's 2x-of-zlib target).
 
     The archive is read once here, in the bench process, so no load run is affected; None when the source is
     not a ZIP this process can read (DICOMweb, an error page).
     """
-    from webviewer.loading.inflate import inflate_reference
-
     try:
         if urlsplit(source).scheme in ("http", "https"):
             with urllib.request.urlopen(source, timeout=60) as resp:  # noqa: S310 - the bench's own source
@@ -281,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `webviewer-bench`."""
     args = parse_args(argv)
     for variable, value in (("WEBVIEWER_USER", args.user), ("WEBVIEWER_PASSWORD", args.password),
-                            ("WEBVIEWER_TOKEN", args.token), (INFLATER_ENV, args.inflater)):
+                            ("WEBVIEWER_TOKEN", args.token)):
         if value:
             os.environ[variable] = value  # inherited by every `webviewer-load` process
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

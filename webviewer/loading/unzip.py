@@ -3,7 +3,7 @@
 Streaming modes cut members by the central directory when it is known (``zipdir``, see
 :func:`iter_zip_members`), else stream-unzip inflates them in order (:func:`iter_stream_members`). Batch reads
 zipfile's directory and inflates each member straight from the buffer (:func:`read_member`). All inflate with
-``webviewer.loading.inflate`` (ISA-L, else zlib).
+``webviewer.loading.inflate`` (zlib).
 
 Threading model (measured, see the pipeline note): the async download puts chunks of up to 1 MiB into a
 :class:`ChunkBridge`, a byte-bounded queue; ONE worker thread iterates it synchronously through ``stream_unzip``
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import stream_unzip as su
 
 from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
-from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
+from webviewer.loading.inflate import INFLATE_ERRORS
 from webviewer.loading.limits import Limits
 from webviewer.loading.zipdir import (
     LOCAL_HEADER,
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 #: output bytes per zlib call inside stream-unzip (its default; larger was no faster with small input chunks)
 UNZIP_CHUNK_BYTES = 1 << 16
 
-install_in_stream_unzip()  # PoC1 and PoC2 inflate with the same library as batch (see webviewer.loading.inflate)
 
 
 class Cancelled(Exception):
