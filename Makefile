@@ -25,6 +25,7 @@ lint: install
 
 test: install
 	$(BIN)/ruff check webviewer tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install

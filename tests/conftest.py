@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 from realdata import REAL_SERIES, real_series_dir
 
+from webviewer.orthanc.sources import register_with_engine
+
+register_with_engine()  # as the entry points do: Orthanc URLs open with the Orthanc sources
+
 
 @pytest.fixture(params=sorted(REAL_SERIES))
 def real_series(request) -> tuple[str, Path, int]:

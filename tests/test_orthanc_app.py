@@ -17,6 +17,7 @@ from trame.app import get_server
 from webviewer.app import i18n
 from webviewer.app.catalog import CatalogSource
 from webviewer.app.core import WebViewerApp
+from webviewer.app.state import NETWORKS
 from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args
 
 NAME = "dcmqa-ge-head-gantrytilt"
@@ -29,7 +30,7 @@ def app_with_orthanc(url: str, password: str, *, only: bool = False) -> WebViewe
                              + (["--orthanc-only"] if only else []))
     base = None if only else CatalogSource(catalog=FakeCatalog([FakeEntry("sample-tiny", "Tiny", 8)]),
                                            api_url="http://127.0.0.1:9")
-    source = orthanc_catalog_from_args(args, base)
+    source = orthanc_catalog_from_args(args, base, networks=NETWORKS)
     server = get_server(f"test-orthanc-app-{uuid.uuid4().hex}", client_type="vue3")
     app = WebViewerApp(server, catalog_source=source, renderer=FakeRenderer(), registry=FakeRegistry(),
                        memory_poll_s=0)

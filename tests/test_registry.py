@@ -12,6 +12,7 @@ import pytest
 
 from webviewer.loading.registry import Content, ContentRegistry, make_content_id
 from webviewer.loading.volume import CTVolume
+from webviewer.rendering.image import hu_to_vtk
 
 
 @dataclass
@@ -77,8 +78,8 @@ def test_remove_releases_the_volume_memory():
     array_ref = weakref.ref(result.volume.hu)
     volume_ref = weakref.ref(result.volume)
     content = reg.add(result)
-    image = content.volume.to_vtk_image()  # a view over the array, as the renderer holds one
-    del result, image
+    image, _array, _flat = hu_to_vtk(content.volume.hu, content.volume.spacing)  # a view, as the renderer holds
+    del result, image, _array, _flat
     gc.collect()
     assert array_ref() is not None  # still registered
     reg.remove(content.id)

@@ -122,16 +122,19 @@ def test_concurrent_placement_is_safe():
 
 # ------------------------------------------------------------------------------------------------ VTK
 def test_vtk_image_is_zero_copy():
+    """The renderer's vtkImageData wraps the volume's HU array without a copy (rendering.image.hu_to_vtk)."""
     from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from webviewer.rendering.image import VolumeGeometry, hu_to_vtk
 
     hu = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
     direction = np.array([[1.0, 0, 0], [0, 0.9, 0.43589], [0, -0.43589, 0.9]])
     vol = CTVolume(hu, (0.5, 0.6, 2.0), (1.0, 2.0, 3.0), direction, (40.0, 400.0))
-    image = vol.to_vtk_image()
+    image, array, _flat = hu_to_vtk(vol.hu, vol.spacing)
     assert image.GetDimensions() == (4, 3, 2)
     assert image.GetSpacing() == (0.5, 0.6, 2.0)
-    assert image.GetOrigin() == (1.0, 2.0, 3.0)
-    m = image.GetDirectionMatrix()
+    m = VolumeGeometry.from_volume(vol).prop_matrix()  # origin and direction go on the prop
+    assert [m.GetElement(r, 3) for r in range(3)] == [1.0, 2.0, 3.0]
     assert np.allclose([[m.GetElement(r, c) for c in range(3)] for r in range(3)], direction)
     scalars = vtk_to_numpy(image.GetPointData().GetScalars())
     assert np.shares_memory(scalars, vol.hu)
@@ -139,7 +142,7 @@ def test_vtk_image_is_zero_copy():
     assert image.GetPointData().GetScalars().GetValue(1 * 12 + 2 * 4 + 3) == 1234
     # i runs fastest: voxel (i=3, j=2, k=1)
     assert image.GetScalarComponentAsDouble(3, 2, 1, 0) == 1234
-    del vol, scalars
+    del vol, scalars, hu, _flat
     gc.collect()
     assert image.GetScalarRange()[1] == 1234  # the array is still alive through the VTK side
 

@@ -251,6 +251,9 @@ def main(server: Any = None, **kwargs: Any) -> None:
     server.cli.add_argument("--samples", default=None,
                             help="comma-separated samples to generate and serve: tiny,medium,seed (default all)")
     from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args
+    from webviewer.orthanc.sources import register_with_engine
+
+    register_with_engine()  # the engine opens Orthanc archive and DICOMweb URLs with the Orthanc sources
 
     add_orthanc_arguments(server.cli)
     server.cli.set_defaults(host="127.0.0.1")
@@ -259,10 +262,10 @@ def main(server: Any = None, **kwargs: Any) -> None:
             action.help = "the address to bind (default 127.0.0.1: this machine only)"
     args, _ = server.cli.parse_known_args()
     if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
-        source, api_catalog = orthanc_catalog_from_args(args), None
+        source, api_catalog = orthanc_catalog_from_args(args, networks=NETWORKS), None
     else:  # --orthanc: Orthanc's series beside the demo CTs
         source, api_catalog = _build_catalog(args)
-        source = orthanc_catalog_from_args(args, source)
+        source = orthanc_catalog_from_args(args, source, networks=NETWORKS)
     app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog)
     app.server.start(**kwargs)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from webviewer.errors import BadInputError, WebViewerError
 from webviewer.loading import LoadMode, LoadObserver, LoadOptions, LoadResult, ProgressEvent, load
+from webviewer.orthanc.sources import register_with_engine
 
 log = logging.getLogger("webviewer.cli.load")
 
@@ -154,6 +155,7 @@ async def _run(args: argparse.Namespace) -> LoadResult:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    register_with_engine()  # Orthanc archive and DICOMweb URLs
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, stream=sys.stderr,
                         format="webviewer-load: %(levelname)s: %(message)s")
     try:

@@ -13,7 +13,7 @@ import os
 import re
 import struct
 import zipfile
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -363,13 +363,24 @@ class HttpSource(Source):
         return entries
 
 
-def _orthanc_source(location: str, options: SourceOptions | None) -> Source | None:
-    """Orthanc archive / DICOMweb series URLs get their own source; None for any other URL."""
-    from webviewer.orthanc.sources import (
-        orthanc_source,  # imported here: webviewer.orthanc builds on this module
-    )
+#: openers for http(s) URLs that an adapter knows better than a plain download (Orthanc archives, DICOMweb);
+#: each returns its Source for a URL it recognises, else None. Adapters register through ``register_url_source``.
+UrlOpener = Callable[[str, "SourceOptions | None"], "Source | None"]
+_URL_OPENERS: list[UrlOpener] = []
 
-    return orthanc_source(location, options)
+
+def register_url_source(opener: UrlOpener) -> None:
+    """Let an adapter open the http(s) URLs it recognises (called by the entry points; idempotent)."""
+    if opener not in _URL_OPENERS:
+        _URL_OPENERS.append(opener)
+
+
+def _registered_source(location: str, options: SourceOptions | None) -> Source | None:
+    for opener in _URL_OPENERS:
+        source = opener(location, options)
+        if source is not None:
+            return source
+    return None
 
 
 def open_source(source: str | os.PathLike, options: SourceOptions | None = None) -> Source:
@@ -377,7 +388,7 @@ def open_source(source: str | os.PathLike, options: SourceOptions | None = None)
     text = os.fspath(source)
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme in ("http", "https"):
-        special = _orthanc_source(text, options)
+        special = _registered_source(text, options)
         return special if special is not None else HttpSource(text, options)
     if scheme == "file":
         text = unquote(urlsplit(text).path)

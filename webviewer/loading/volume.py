@@ -14,17 +14,14 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from webviewer.errors import DicomError, LimitExceededError
 from webviewer.loading.dicom import HUOverflow, SliceHeader, decode_hu
 from webviewer.loading.geometry import LoadWarning, VolumePlan, plan_volume
-
-if TYPE_CHECKING:
-    from vtkmodules.vtkCommonDataModel import vtkImageData
 
 __all__ = ["CTVolume", "LoadWarning", "SliceBuffer", "assemble_volume", "permute_slices_in_place"]
 
@@ -42,7 +39,6 @@ class CTVolume:
     origin: tuple[float, float, float]
     direction: np.ndarray  # (3, 3), columns = i, j, k axes
     window: tuple[float, float] | None = None
-    _vtk_refs: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -52,26 +48,6 @@ class CTVolume:
     def dimensions(self) -> tuple[int, int, int]:
         nz, ny, nx = self.hu.shape
         return (nx, ny, nz)
-
-    def to_vtk_image(self) -> vtkImageData:
-        """A vtkImageData whose scalars ARE ``hu`` (no copy); the array is kept alive by this object."""
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-        from vtkmodules.vtkCommonDataModel import vtkImageData
-
-        if not self.hu.flags.c_contiguous:
-            raise ValueError("CTVolume.hu must be C-contiguous for a zero-copy vtkImageData")
-        flat = self.hu.reshape(-1)  # a view for a C-contiguous array
-        scalars = numpy_to_vtk(flat, deep=False)
-        scalars.SetName("HU")
-        image = vtkImageData()
-        image.SetDimensions(*self.dimensions)
-        image.SetSpacing(*self.spacing)
-        image.SetOrigin(*self.origin)
-        image.SetDirectionMatrix(*(float(v) for v in np.asarray(self.direction, dtype=np.float64).ravel()))
-        image.GetPointData().SetScalars(scalars)
-        self._vtk_refs.append(flat)
-        del self._vtk_refs[:-4]  # bounded: keep the latest few views alive (the base is self.hu anyway)
-        return image
 
 
 def volume_metadata(header: SliceHeader, volume: CTVolume) -> dict[str, Any]:

@@ -139,8 +139,11 @@ def add_orthanc_arguments(parser: Any) -> None:
                         help="offer only the archive ZIP of each series, not the DICOMweb (WADO-RS) source")
 
 
-def orthanc_catalog_from_args(args: Any, base: Any = None) -> Any:
-    """``base`` unchanged without ``--orthanc``; else an OrthancCatalogSource beside (or instead of) it."""
+def orthanc_catalog_from_args(args: Any, base: Any = None, networks: Any = None) -> Any:
+    """``base`` unchanged without ``--orthanc``; else an OrthancCatalogSource beside (or instead of) it.
+
+    ``networks``: the network profile names the caller accepts (None: any).
+    """
     url = getattr(args, "orthanc", None)
     if not url:
         return base
@@ -148,7 +151,5 @@ def orthanc_catalog_from_args(args: Any, base: Any = None) -> Any:
     user = None if token else getattr(args, "orthanc_user", None)
     client = OrthancClient(url, user=user, password=getattr(args, "orthanc_password", None) if user else None,
                            token=token)
-    from webviewer.app.state import NETWORKS  # the app's profiles (this function is only called by the app)
-
     return OrthancCatalogSource(client, None if getattr(args, "orthanc_only", False) else base,
-                                dicomweb=not getattr(args, "orthanc_no_dicomweb", False), networks=NETWORKS)
+                                dicomweb=not getattr(args, "orthanc_no_dicomweb", False), networks=networks)

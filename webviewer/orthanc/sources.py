@@ -22,7 +22,7 @@ import aiohttp
 
 from webviewer.errors import BadInputError, HttpStatusError, SourceError
 from webviewer.loading.limits import Limits
-from webviewer.loading.source import CHUNK_BYTES, HttpSource, SourceOptions
+from webviewer.loading.source import CHUNK_BYTES, HttpSource, SourceOptions, register_url_source
 from webviewer.loading.unzip import Cancelled, Member
 from webviewer.orthanc.auth import OrthancAuth
 from webviewer.orthanc.client import OrthancClient
@@ -250,4 +250,9 @@ def orthanc_source(location: str, options: SourceOptions | None = None) -> HttpS
     return OrthancArchiveSource(location, options, url=url)
 
 
-__all__ = ["DicomWebSource", "OrthancArchiveSource", "iter_part_members", "orthanc_source"]
+def register_with_engine() -> None:
+    """Make ``webviewer.loading.open_source`` open Orthanc archive and DICOMweb URLs with these sources."""
+    register_url_source(orthanc_source)
+
+
+__all__ = ["DicomWebSource", "OrthancArchiveSource", "iter_part_members", "orthanc_source", "register_with_engine"]

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .panes import FourPaneRenderer
+    from .image import VolumeGeometry
     from .slice_view import SliceView
+
+
+class InteractionTarget(Protocol):
+    """What the mouse handlers drive: the four-pane renderer (``panes.FourPaneRenderer``)."""
+
+    geometry: VolumeGeometry | None
+
+    @property
+    def window_level(self) -> tuple[float, float]: ...
+
+    def set_window_level(self, width: float, level: float) -> None: ...
+
+    def slice_info(self, pane: str) -> tuple[int, int]: ...
+
+    def set_slice(self, pane: str, index: int) -> None: ...
+
+    def set_cursor(self, ijk: tuple[float, float, float]) -> None: ...
+
+    def notify(self, kind: str) -> None: ...
 
 #: pixels the pointer may move between press and release and still count as a click
 CLICK_TOLERANCE_PX = 3
 
 
-def bind_slice_interaction(renderer: FourPaneRenderer, view: SliceView) -> None:
+def bind_slice_interaction(renderer: InteractionTarget, view: SliceView) -> None:
     """Left drag = window/level of all 2D panes (right = wider window, up = higher level, i.e. darker; a full
     pane width changes the window by 2x max(window, 100) HU), left click = move the cursor to that point,
     wheel = next/previous slice; shift/ctrl-left, middle and right buttons keep vtkInteractorStyleImage's
