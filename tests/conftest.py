@@ -8,7 +8,9 @@ import pytest
 from realdata import REAL_SERIES, real_series_dir
 
 from webviewer.orthanc.sources import register_with_engine
+from webviewer.runtime import configure_runtime
 
+configure_runtime()  # as the entry points do: malloc tuning, VTK's EGL window
 register_with_engine()  # as the entry points do: Orthanc URLs open with the Orthanc sources
 
 

@@ -42,6 +42,24 @@ def test_memory_probe_sampling_fallback(monkeypatch):
     assert probe._thread is None
 
 
+def test_overlapping_probes_do_not_reset_each_other(monkeypatch):
+    """VmHWM is process-wide: a second load's probe must not reset it under the first; both say shared."""
+    resets: list[int] = []
+    monkeypatch.setattr(m, "reset_hwm", lambda: resets.append(1) or True)
+    first, second = m.MemoryProbe(sample_interval_s=0.001), m.MemoryProbe(sample_interval_s=0.001)
+    first.start()
+    assert first.method == "vmhwm" and not first.shared
+    second.start()
+    assert len(resets) == 1  # only the first probe reset the high-water mark
+    assert second.method == "sampled" and second.shared and first.shared
+    second.stop()
+    first.stop()
+    alone = m.MemoryProbe()
+    alone.start()
+    assert alone.method == "vmhwm" and not alone.shared and len(resets) == 2
+    alone.stop()
+
+
 def test_component_tracker_peaks():
     t = m.ComponentTracker()
     t.add("files", 100)

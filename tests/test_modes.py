@@ -103,7 +103,8 @@ async def test_states_events_and_json(tmp_path, mode):
     assert j["bytes"] == {"downloaded": z.stat().st_size, "dicom": sum(len(d) for _, d in members)}
     mem = j["memory"]
     assert set(mem) == {"baseline_rss_bytes", "peak_rss_bytes", "peak_above_baseline_bytes", "volume_bytes",
-                        "components_peak_bytes"}
+                        "components_peak_bytes", "method", "shared_process"}
+    assert mem["method"] in ("vmhwm", "sampled") and mem["shared_process"] is False  # one load at a time
     assert set(mem["components_peak_bytes"]) == {"zip", "files", "datasets", "volume"}
     assert mem["volume_bytes"] == 32 * 32 * 10 * 2
     assert mem["peak_rss_bytes"] >= mem["baseline_rss_bytes"]

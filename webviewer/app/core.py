@@ -27,6 +27,7 @@ from webviewer.app.state import (
 )
 from webviewer.app.views import ViewLogic
 from webviewer.errors import WebViewerError
+from webviewer.runtime import configure_runtime
 
 log = logging.getLogger(__name__)
 MB = 1_000_000
@@ -245,6 +246,7 @@ def main(server: Any = None, **kwargs: Any) -> None:
     """`webviewer`: the app with the CT API mounted in the same server (port 8080, 127.0.0.1 by default)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("webviewer").setLevel(logging.INFO)
+    configure_runtime()  # malloc tuning, VTK's EGL offscreen window: before any render window exists
     server = get_server(server, client_type="vue3")
     server.cli.add_argument("--api", default=None, help="use another CT API at this base URL")
     server.cli.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")

@@ -18,6 +18,7 @@ import numpy as np
 from webviewer.errors import BadInputError, WebViewerError
 from webviewer.loading import LoadMode, LoadObserver, LoadOptions, LoadResult, ProgressEvent, load
 from webviewer.orthanc.sources import register_with_engine
+from webviewer.runtime import configure_runtime
 
 log = logging.getLogger("webviewer.cli.load")
 
@@ -155,6 +156,7 @@ async def _run(args: argparse.Namespace) -> LoadResult:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_runtime(rendering=False)
     register_with_engine()  # Orthanc archive and DICOMweb URLs
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, stream=sys.stderr,
                         format="webviewer-load: %(levelname)s: %(message)s")

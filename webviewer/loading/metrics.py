@@ -117,13 +117,22 @@ def _numpy_hugepages_off() -> bool:
     return True
 
 
+_active_probes: set[MemoryProbe] = set()
+_active_lock = threading.Lock()
+
+
 class MemoryProbe:
-    """Baseline and peak RSS of one load: VmHWM after a reset where allowed, else a sampling thread."""
+    """Baseline and peak RSS of one load: VmHWM after a reset where allowed, else a sampling thread.
+
+    VmHWM is process-wide: a load that starts while another is measured must not reset it (that would erase the
+    other's peak), so it samples instead, and both are marked ``shared``: their peaks include each other's memory.
+    """
 
     def __init__(self, sample_interval_s: float = 0.005) -> None:
         self.sample_interval_s = sample_interval_s
         self.baseline = 0
         self.method = "none"
+        self.shared = False
         self._peak_sampled = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +140,13 @@ class MemoryProbe:
     def start(self) -> None:
         self.baseline = current_rss()
         self._peak_sampled = self.baseline
-        if reset_hwm():
+        with _active_lock:
+            others = bool(_active_probes)
+            for probe in _active_probes:
+                probe.shared = True
+            self.shared = others
+            _active_probes.add(self)
+        if not others and reset_hwm():
             self.method = "vmhwm"
             return
         self.method = "sampled"
@@ -157,6 +172,8 @@ class MemoryProbe:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with _active_lock:
+            _active_probes.discard(self)
         return peak
 
 
@@ -198,6 +215,10 @@ class LoadMetrics:
     peak_above_baseline_bytes: int
     volume_bytes: int
     components_peak_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
+    #: how the peak was taken: "vmhwm" (kernel high-water mark) or "sampled"
+    memory_method: str = "vmhwm"
+    #: another load ran in this process at the same time: the peak includes its memory too
+    memory_shared: bool = False
 
 
 class MetricsRecorder:
@@ -253,6 +274,8 @@ class MetricsRecorder:
             peak_above_baseline_bytes=max(0, peak - base),
             volume_bytes=volume_bytes,
             components_peak_bytes=dict(self.components.peak),
+            memory_method=self.memory.method,
+            memory_shared=self.memory.shared,
         )
 
     def abort(self) -> None:

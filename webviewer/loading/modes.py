@@ -15,13 +15,12 @@ the file re-read), because the streaming modes keep no copy of what they consume
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import traceback
 
 from webviewer.errors import BadInputError, NotStreamableError, WebViewerError
-from webviewer.loading.metrics import MetricsRecorder, trim_heap, tune_malloc
+from webviewer.loading.metrics import MetricsRecorder, trim_heap
 from webviewer.loading.pipelines import PIPELINES
 from webviewer.loading.progress import LoadObserver, LoadState, ProgressReporter
 from webviewer.loading.registry import make_content_id
@@ -48,8 +47,6 @@ async def load(
     ``cancelled`` event, with the worker joined and every buffer dropped).
     """
     options = options or LoadOptions()
-    tune_malloc()
-    gc.collect()  # garbage of earlier loads (a dropped volume) must not fall inside this load's RSS window
     loop = asyncio.get_running_loop()
     reporter = ProgressReporter(observer, loop)
     metrics = MetricsRecorder()

@@ -94,6 +94,8 @@ class LoadResult:
                 "peak_above_baseline_bytes": m.peak_above_baseline_bytes,
                 "volume_bytes": m.volume_bytes,
                 "components_peak_bytes": dict(m.components_peak_bytes),
+                "method": m.memory_method,
+                "shared_process": m.memory_shared,
             },
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
             "skipped_files": list(self.skipped_files),

@@ -1,18 +1,14 @@
 """VTK rendering of the four panes (axial, 3D, sagittal, coronal); engine code, never imports trame.
 
-Importing this package selects VTK's EGL offscreen window (``VTK_DEFAULT_OPENGL_WINDOW``) unless the
-environment already chose one; it must happen before the first render window exists.
+Offscreen rendering without a GPU needs VTK's EGL window: the entry points select it through
+``webviewer.runtime.configure_runtime()`` before the first render window exists.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-
-from .orientation import direction_letter, labels_for_view, orientation_labels  # noqa: E402
-from .panes import FourPaneRenderer  # noqa: E402
-from .presets import (  # noqa: E402
+from .orientation import direction_letter, labels_for_view, orientation_labels
+from .panes import FourPaneRenderer
+from .presets import (
     VR_PRESET_NAMES,
     VR_PRESETS,
     WINDOW_PRESET_NAMES,
