@@ -235,6 +235,9 @@ MEMORY_SCRIPT = textwrap.dedent(
     from aiohttp import web
     from webviewer.loading import load, LoadOptions
     from webviewer.loading.metrics import current_rss, trim_heap
+    from webviewer.runtime import configure_runtime
+
+    configure_runtime(rendering=False)  # as every entry point does (malloc threshold)
 
     def rss_at_rest():
         # the same procedure at start and end: collect cycles, hand freed heap pages back, read RSS

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 
 from tests.pipeline_helpers import make_zip
-from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError
+from webviewer.errors import ArchiveError, LimitExceededError, LoadCancelledError, NotStreamableError
 from webviewer.loading.limits import Limits
-from webviewer.loading.unzip import Cancelled, ChunkBridge, extract_all, iter_stream_members
+from webviewer.loading.unzip import ChunkBridge, extract_all, iter_stream_members
 
 MEMBERS = [
     ("a/one.dcm", os.urandom(3000) + b"\x00" * 5000),
@@ -182,7 +182,7 @@ async def test_chunk_bridge_cancel_wakes_consumer():
         try:
             for _ in bridge:
                 pass
-        except Cancelled:
+        except LoadCancelledError:
             result["cancelled"] = True
 
     worker = loop.run_in_executor(None, consume)

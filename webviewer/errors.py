@@ -81,14 +81,18 @@ class HttpStatusError(SourceError):
 
 
 class NotStreamableError(WebViewerError):
-    """The archive cannot be streamed in this mode; the loader falls back to a safer mode."""
+    """The archive cannot be streamed in this mode; the loader falls back to ``to_mode`` (None: the next safer)."""
 
     code = "not_streamable"
     default_message = "The archive cannot be unzipped while it streams."
 
+    def __init__(self, message: str | None = None, *, to_mode: str | None = None) -> None:
+        super().__init__(message)
+        self.to_mode = to_mode
+
 
 class LoadCancelledError(WebViewerError):
-    """The user cancelled the load."""
+    """The user cancelled the load (raised in worker threads; ``load()`` turns it into asyncio.CancelledError)."""
 
     code = "cancelled"
     default_message = "The load was cancelled. Nothing was kept; start a new load when ready."

@@ -19,7 +19,7 @@ import logging
 import os
 import traceback
 
-from webviewer.errors import BadInputError, NotStreamableError, WebViewerError
+from webviewer.errors import BadInputError, LoadCancelledError, NotStreamableError, WebViewerError
 from webviewer.loading.metrics import MetricsRecorder, trim_heap
 from webviewer.loading.pipelines import PIPELINES
 from webviewer.loading.progress import LoadObserver, LoadState, ProgressReporter
@@ -27,7 +27,6 @@ from webviewer.loading.registry import make_content_id
 from webviewer.loading.result import FALLBACK_CHAIN, Fallback, LoadMode, LoadOptions, LoadResult
 from webviewer.loading.run import LoadRun, Outcome, running_jobs
 from webviewer.loading.source import Source, SourceOptions, open_source
-from webviewer.loading.unzip import Cancelled
 
 __all__ = ["Fallback", "LoadMode", "LoadOptions", "LoadResult", "load", "running_jobs"]
 
@@ -80,7 +79,7 @@ async def load(
                 outcome = await PIPELINES[current](run)
                 break
             except NotStreamableError as exc:
-                nxt = getattr(exc, "to_mode", None) or FALLBACK_CHAIN.get(current)
+                nxt = exc.to_mode or FALLBACK_CHAIN.get(current)
                 if not options.fallback or current == LoadMode.BATCH or nxt is None:
                     raise
                 nxt = LoadMode(nxt)
@@ -109,7 +108,7 @@ async def load(
         await asyncio.sleep(0)  # deliver the queued observer calls before the caller resumes
         return result
     except BaseException as exc:
-        cancelled = isinstance(exc, (asyncio.CancelledError, Cancelled))
+        cancelled = isinstance(exc, (asyncio.CancelledError, LoadCancelledError))
         if run is not None:
             await run.stop_workers()
             run.skipped = []
@@ -122,7 +121,7 @@ async def load(
         _drop_frame_locals(exc)
         run = outcome = None  # noqa: F841
         trim_heap()
-        if isinstance(exc, Cancelled):
+        if isinstance(exc, LoadCancelledError):
             raise asyncio.CancelledError() from None
         if cancelled or isinstance(exc, WebViewerError) or not isinstance(exc, Exception):
             raise

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from webviewer.errors import DicomError
+from webviewer.errors import DicomError, LoadCancelledError
 from webviewer.loading import dicom
 from webviewer.loading.geometry import LoadWarning
 from webviewer.loading.metrics import MetricsRecorder
@@ -23,7 +23,6 @@ from webviewer.loading.progress import LoadState, ProgressReporter
 from webviewer.loading.result import LoadOptions
 from webviewer.loading.source import FileSource, FolderSource, Source
 from webviewer.loading.unzip import (
-    Cancelled,
     ChunkBridge,
     Member,
     extract_all,
@@ -125,7 +124,7 @@ class LoadRun:
 
     def check_stop(self) -> None:
         if self.stop_event.is_set():
-            raise Cancelled()
+            raise LoadCancelledError()
 
     def skip(self, name: str, reason: str) -> None:
         log.info("skipping %s: %s", name, reason)
@@ -169,7 +168,7 @@ class LoadRun:
         return job.result()
 
     def abort_stream(self) -> None:
-        """Make the unzip side stop (worker threads): the bridge raises Cancelled, a file read checks the flag."""
+        """Make the unzip side stop (worker threads): the bridge raises LoadCancelledError, a file read checks the flag."""
         self.stop_event.set()
         if self.bridge is not None:
             self.bridge.cancel()
@@ -228,7 +227,7 @@ class LoadRun:
                 await worker
             if worker.done() and not worker.cancelled() and worker.exception() is not None:
                 exc = worker.exception()
-                if not isinstance(exc, Cancelled):
+                if not isinstance(exc, LoadCancelledError):
                     raise exc from None
             raise
 
@@ -278,7 +277,7 @@ class LoadRun:
                     break
                 except concurrent.futures.TimeoutError:
                     self.check_stop()
-        except Cancelled:
+        except LoadCancelledError:
             job.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - no directory: stream-unzip does the work

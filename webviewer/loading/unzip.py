@@ -42,7 +42,13 @@ from dataclasses import dataclass
 
 import stream_unzip as su
 
-from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
+from webviewer.errors import (
+    ArchiveError,
+    LimitExceededError,
+    LoadCancelledError,
+    NotStreamableError,
+    WebViewerError,
+)
 from webviewer.loading.inflate import INFLATE_ERRORS
 from webviewer.loading.limits import Limits
 from webviewer.loading.zipdir import (
@@ -61,10 +67,6 @@ log = logging.getLogger(__name__)
 #: output bytes per zlib call inside stream-unzip (its default; larger was no faster with small input chunks)
 UNZIP_CHUNK_BYTES = 1 << 16
 
-
-
-class Cancelled(Exception):
-    """Raised inside the worker thread when the load was cancelled."""
 
 
 class ChunkBridge:
@@ -109,7 +111,7 @@ class ChunkBridge:
             self._cond.notify_all()
 
     def cancel(self) -> None:
-        """Wake the consumer with Cancelled and drop what is queued."""
+        """Wake the consumer with LoadCancelledError and drop what is queued."""
         with self._cond:
             self._cancelled = True
             self._items.clear()
@@ -127,7 +129,7 @@ class ChunkBridge:
                 while not self._items and not self._eof and not self._cancelled:
                     self._cond.wait()
                 if self._cancelled:
-                    raise Cancelled()
+                    raise LoadCancelledError()
                 if not self._items:
                     return
                 was_full = self._bytes >= self.max_bytes
@@ -227,16 +229,15 @@ def map_stream_unzip_error(exc: Exception, member: str | None) -> WebViewerError
     if isinstance(exc, su.NotStreamUnzippable):
         if exc.args and isinstance(exc.args[0], bytes):
             member = _decode_name(exc.args[0])
-        err = NotStreamableError(
+        return NotStreamableError(
             f"The ZIP stores member {member or '?'} uncompressed with a data descriptor, which cannot be "
-            "unzipped while it streams."
+            "unzipped while it streams.",
+            to_mode="batch",
         )
-        err.to_mode = "batch"  # type: ignore[attr-defined]
-        return err
     if isinstance(exc, (su.UnsupportedCompressionTypeError, su.UnsupportedFlagsError)):
-        err = NotStreamableError(f"The ZIP uses a compression or feature stream-unzip does not support{where}.")
-        err.to_mode = "batch"  # type: ignore[attr-defined]
-        return err
+        return NotStreamableError(
+            f"The ZIP uses a compression or feature stream-unzip does not support{where}.", to_mode="batch"
+        )
     if isinstance(exc, su.TruncatedDataError):
         return ArchiveError(f"The archive is truncated{where}: it ends before its last member. Download it again.")
     if isinstance(exc, su.DeflateError):
@@ -252,11 +253,10 @@ def map_stream_unzip_error(exc: Exception, member: str | None) -> WebViewerError
 
 def _check_streamable(name: str, nbytes: int, limits: Limits) -> None:
     if nbytes > limits.max_stream_member_bytes:
-        err = NotStreamableError(
-            f"The member {name!r} is larger than the streaming limit ({limits.max_stream_member_bytes} bytes)."
+        raise NotStreamableError(
+            f"The member {name!r} is larger than the streaming limit ({limits.max_stream_member_bytes} bytes).",
+            to_mode="batch",
         )
-        err.to_mode = "batch"  # type: ignore[attr-defined]
-        raise err
 
 
 def iter_stream_members(
@@ -309,7 +309,7 @@ def iter_stream_members(
             parts.clear()
             yield Member(name, data)
             name = None
-    except (Cancelled, LimitExceededError, WebViewerError):
+    except (LimitExceededError, WebViewerError):  # LoadCancelledError is one too
         raise
     except su.UnzipError as exc:
         raise map_stream_unzip_error(exc, name) from exc
@@ -421,7 +421,7 @@ def extract_all(
         out: list[Member] = []
         for info in infos:
             if should_stop is not None and should_stop():
-                raise Cancelled()
+                raise LoadCancelledError()
             name = info.filename
             reason = "directory" if info.is_dir() else _skip_reason(name)
             if reason is not None:

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from webviewer.errors import BadInputError, HttpStatusError, SourceError
+from webviewer.errors import BadInputError, HttpStatusError, LoadCancelledError, SourceError
 from webviewer.loading.limits import Limits
 from webviewer.loading.source import CHUNK_BYTES, HttpSource, SourceOptions, register_url_source
-from webviewer.loading.unzip import Cancelled, Member
+from webviewer.loading.unzip import Member
 from webviewer.orthanc.auth import OrthancAuth
 from webviewer.orthanc.client import OrthancClient
 from webviewer.orthanc.http import status_error
@@ -204,7 +204,7 @@ class DicomWebSource(_OrthancHttp):
         out = []
         for m in iter_part_members(pieces, lambda: self.boundary, limits, source=self.location):
             if should_stop is not None and should_stop():
-                raise Cancelled()
+                raise LoadCancelledError()
             out.append(m)
             if on_member is not None:
                 on_member(m)
