@@ -46,47 +46,17 @@ async def load(
     ``cancelled`` event, with the worker joined and every buffer dropped).
     """
     options = options or LoadOptions()
-    loop = asyncio.get_running_loop()
-    reporter = ProgressReporter(observer, loop)
+    reporter = ProgressReporter(observer, asyncio.get_running_loop())
     metrics = MetricsRecorder()
     metrics.start()
     reporter.t0 = metrics.t0
-    requested: LoadMode | None = None
     src: Source | None = None
     run: LoadRun | None = None
-    outcome: Outcome | None = None
     try:
-        try:
-            requested = LoadMode(mode)
-        except ValueError:
-            raise BadInputError(
-                f"Unknown load mode {mode!r}: use one of {', '.join(m.value for m in LoadMode)}."
-            ) from None
-        src = open_source(
-            source,
-            SourceOptions(
-                connect_timeout_s=options.connect_timeout_s,
-                stall_timeout_s=options.stall_timeout_s,
-                limits=options.limits,
-                auth=options.auth,
-                headers=options.headers,
-            ),
-        )
+        requested = _parse_mode(mode)
+        src = open_source(source, _source_options(options))
         run = LoadRun(src, options, reporter, metrics)
-        current, fallback = requested, None
-        while True:
-            try:
-                outcome = await PIPELINES[current](run)
-                break
-            except NotStreamableError as exc:
-                nxt = exc.to_mode or FALLBACK_CHAIN.get(current)
-                if not options.fallback or current == LoadMode.BATCH or nxt is None:
-                    raise
-                nxt = LoadMode(nxt)
-                log.warning("%s cannot stream this archive (%s); restarting in %s", current.value, exc, nxt.value)
-                fallback = Fallback(requested.value, nxt.value, str(exc))
-                run.restart()
-                current = nxt
+        current, outcome, fallback = await _run_with_fallback(run, requested, options)
         reporter.slices_placed = int(outcome.volume.hu.shape[0])
         run.set_state(LoadState.FINISHED)
         result_metrics = metrics.finish(outcome.volume.nbytes)
@@ -108,32 +78,86 @@ async def load(
         await asyncio.sleep(0)  # deliver the queued observer calls before the caller resumes
         return result
     except BaseException as exc:
-        cancelled = isinstance(exc, (asyncio.CancelledError, LoadCancelledError))
-        if run is not None:
-            await run.stop_workers()
-            run.skipped = []
-        state = LoadState.CANCELLED if cancelled else LoadState.ERROR
-        metrics.abort()
-        metrics.enter_state(state.value)
-        reporter.set_state(state)
-        # the exception (kept by the caller or by a cancelled Task) must not pin the load's buffers through the
-        # locals of the frames it passed through
-        _drop_frame_locals(exc)
-        run = outcome = None  # noqa: F841
-        trim_heap()
-        if isinstance(exc, LoadCancelledError):
-            raise asyncio.CancelledError() from None
-        if cancelled or isinstance(exc, WebViewerError) or not isinstance(exc, Exception):
+        await _end_failed_load(exc, run, reporter, metrics)
+        run = outcome = None  # noqa: F841 - the failed load's buffers must not stay referenced from here
+        translated = _translate_error(exc, source)
+        if translated is exc:
             raise
-        if isinstance(exc, MemoryError):
-            raise WebViewerError(
-                "Out of memory while loading. Unload other contents or raise the memory limit, then retry."
-            ) from None
-        log.error("unexpected failure while loading %s", source, exc_info=exc)
-        raise WebViewerError(f"The load failed unexpectedly: {exc!r}. See the log for details.") from None
+        raise translated from None
     finally:
         if src is not None:
             await src.close()
+
+
+def _parse_mode(mode: LoadMode | str) -> LoadMode:
+    try:
+        return LoadMode(mode)
+    except ValueError:
+        raise BadInputError(f"Unknown load mode {mode!r}: use one of {', '.join(m.value for m in LoadMode)}.") from None
+
+
+def _source_options(options: LoadOptions) -> SourceOptions:
+    return SourceOptions(
+        connect_timeout_s=options.connect_timeout_s,
+        stall_timeout_s=options.stall_timeout_s,
+        limits=options.limits,
+        auth=options.auth,
+        headers=options.headers,
+    )
+
+
+async def _run_with_fallback(
+    run: LoadRun, requested: LoadMode, options: LoadOptions
+) -> tuple[LoadMode, Outcome, Fallback | None]:
+    """Run the pipeline of ``requested``; when it cannot stream, restart from the first byte in a safer mode."""
+    current, fallback = requested, None
+    while True:
+        try:
+            return current, await PIPELINES[current](run), fallback
+        except NotStreamableError as exc:
+            nxt = exc.to_mode or FALLBACK_CHAIN.get(current)
+            if not options.fallback or current == LoadMode.BATCH or nxt is None:
+                raise
+            nxt = LoadMode(nxt)
+            log.warning("%s cannot stream this archive (%s); restarting in %s", current.value, exc, nxt.value)
+            fallback = Fallback(requested.value, nxt.value, str(exc))
+            run.restart()
+            current = nxt
+
+
+async def _end_failed_load(
+    exc: BaseException, run: LoadRun | None, reporter: ProgressReporter, metrics: MetricsRecorder
+) -> None:
+    """Join the workers, report ``cancelled`` or ``error``, and drop every buffer the failed load held."""
+    if run is not None:
+        await run.stop_workers()
+        run.skipped = []
+    state = LoadState.CANCELLED if _is_cancel(exc) else LoadState.ERROR
+    metrics.abort()
+    metrics.enter_state(state.value)
+    reporter.set_state(state)
+    # the exception (kept by the caller or by a cancelled Task) must not pin the load's buffers through the
+    # locals of the frames it passed through
+    _drop_frame_locals(exc)
+    trim_heap()
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.CancelledError, LoadCancelledError))
+
+
+def _translate_error(exc: BaseException, source: str | os.PathLike) -> BaseException:
+    """What ``load()`` raises for ``exc``: CancelledError for a cancel, WebViewerError for everything else."""
+    if isinstance(exc, LoadCancelledError):
+        return asyncio.CancelledError()
+    if _is_cancel(exc) or isinstance(exc, WebViewerError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, MemoryError):
+        return WebViewerError(
+            "Out of memory while loading. Unload other contents or raise the memory limit, then retry."
+        )
+    log.error("unexpected failure while loading %s", source, exc_info=exc)
+    return WebViewerError(f"The load failed unexpectedly: {exc!r}. See the log for details.")
 
 
 def _drop_frame_locals(exc: BaseException) -> None:
