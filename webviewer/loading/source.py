@@ -7,7 +7,6 @@ to a safer mode after bytes were consumed restarts the download.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import re
@@ -20,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError
+from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError, WebViewerError
+from webviewer.loading.http_errors import client_error
 from webviewer.loading.limits import Limits
 from webviewer.loading.zipdir import ZipEntry, entries_from_zipfile, parse_central_directory, parse_eocd
 
@@ -202,6 +202,8 @@ class HttpSource(Source):
     """An http(s) URL serving a ZIP; connect and stall timeouts; streams chunked or Content-Length bodies."""
 
     kind = "http"
+    #: how error messages name the server
+    server_label = "the server"
 
     def __init__(self, location: str, options: SourceOptions | None = None) -> None:
         super().__init__(location, options)
@@ -223,9 +225,7 @@ class HttpSource(Source):
         if self._session is None or self._session.closed:
             headers = dict(self.options.headers or {})
             if self.options.auth:
-                user, password = self.options.auth
-                token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-                headers["Authorization"] = f"Basic {token}"
+                headers["Authorization"] = aiohttp.BasicAuth(*self.options.auth).encode()
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout(), read_bufsize=CHUNK_BYTES, headers=headers or None
             )
@@ -236,31 +236,11 @@ class HttpSource(Source):
             await self._session.close()
             self._session = None
 
-    def _map_error(self, exc: BaseException, received: int) -> Exception:
-        url, o = self.location, self.options
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return SourceError(
-                f"Could not connect to {url} within {o.connect_timeout_s:g} s. Check that the server is running "
-                "and reachable, or raise the connect timeout."
-            )
-        if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-            return SourceError(
-                f"The server stalled: no bytes for {o.stall_timeout_s:g} s from {url} (after {received} bytes). "
-                "Retry, or raise the stall timeout on a slow network."
-            )
-        if isinstance(exc, aiohttp.InvalidURL):
-            return BadInputError(f"{url} is not a valid URL. Give an http(s) address, a .zip file or a folder.")
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return SourceError(f"Could not connect to {url}: {exc.os_error or exc}. Check that the server is running.")
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            return SourceError(
-                f"The connection to {url} dropped after {received} bytes ({exc.__class__.__name__}). Retry the load."
-            )
-        if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)):
-            return SourceError(f"The connection to {url} dropped after {received} bytes: {exc}. Retry the load.")
-        if isinstance(exc, aiohttp.ClientError):
-            return SourceError(f"Reading {url} failed: {exc}. Retry the load.")
-        return SourceError(f"Reading {url} failed: {exc!r}.")
+    def client_error(self, exc: BaseException, received: int | None = None) -> WebViewerError:
+        """The viewer's error for an aiohttp failure (or timeout) while reading this source."""
+        o = self.options
+        return client_error(exc, self.location, server=self.server_label, connect_timeout_s=o.connect_timeout_s,
+                            stall_timeout_s=o.stall_timeout_s, received=received)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         session = await self._get_session()
@@ -290,7 +270,7 @@ class HttpSource(Source):
                 if head is not None:
                     check_zip_magic(head, self.location)
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-            raise self._map_error(exc, received) from exc
+            raise self.client_error(exc, received) from exc
 
     async def member_count(self) -> int | None:
         """Count members from the central directory read with Range requests; None if the server refuses."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
+
+import aiohttp
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,10 @@ class OrthancAuth:
             return cls(token=cred.strip())
         if scheme.lower() == "basic" and cred.strip():
             try:
-                user, _, password = base64.b64decode(cred.strip(), validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
+                basic = aiohttp.BasicAuth.decode(value)
+            except ValueError:
                 return cls()
-            return cls(user=user, password=password)
+            return cls(user=basic.login, password=basic.password)
         return cls()
 
     @property
@@ -46,8 +47,7 @@ class OrthancAuth:
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         if self.user:
-            raw = f"{self.user}:{self.password or ''}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+            return {"Authorization": aiohttp.BasicAuth(self.user, self.password or "").encode()}
         return {}
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import aiohttp
-
-from webviewer.errors import HttpStatusError, SourceError
+from webviewer.errors import HttpStatusError, WebViewerError
+from webviewer.loading.http_errors import client_error as loading_client_error
 from webviewer.orthanc.auth import OrthancAuth, credentials_hint
 
 
@@ -21,20 +20,6 @@ def status_error(status: int, url: str, *, auth: OrthancAuth | None = None, what
     return HttpStatusError(status, url, text)
 
 
-def client_error(exc: BaseException, url: str, *, timeout_s: float | None = None) -> SourceError:
-    """SourceError for a connection failure, timeout or dropped connection."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return SourceError(f"Could not connect to Orthanc at {url} within {timeout_s or 0:g} s. Check that it runs.")
-    if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError)):
-        return SourceError(f"Orthanc stalled: no answer from {url} within {timeout_s or 0:g} s. Retry later.")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return SourceError(
-            f"Orthanc is unreachable at {url}: {exc.os_error or exc}. Check that it is running and the address "
-            "(host, port) is right."
-        )
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
-                        ConnectionError)):
-        return SourceError(f"The connection to Orthanc at {url} dropped ({exc.__class__.__name__}). Retry.")
-    if isinstance(exc, aiohttp.ContentTypeError):
-        return SourceError(f"Orthanc at {url} did not answer JSON; check that the address is an Orthanc server.")
-    return SourceError(f"Reading {url} from Orthanc failed: {exc}. Retry.")
+def client_error(exc: BaseException, url: str, *, timeout_s: float | None = None) -> WebViewerError:
+    """The viewer's error for a connection failure, timeout or dropped connection while talking to Orthanc."""
+    return loading_client_error(exc, url, server="Orthanc", connect_timeout_s=timeout_s, stall_timeout_s=timeout_s)

@@ -49,6 +49,7 @@ class _OrthancHttp(HttpSource):
     """HttpSource with credentials in every request and Orthanc's error messages."""
 
     what = "resource"
+    server_label = "Orthanc"
     #: the engine asks :meth:`member_count` up front: progress without Content-Length, PoC2 preallocation
     knows_instance_count = True
 
@@ -165,7 +166,7 @@ class DicomWebSource(_OrthancHttp):
                         self.limits.check_archive(received)
                     yield chunk
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-            raise self._map_error(exc, received) from exc
+            raise self.client_error(exc, received) from exc
 
     async def member_count(self) -> int | None:
         """NumberOfSeriesRelatedInstances from QIDO-RS (None if the server does not say)."""
