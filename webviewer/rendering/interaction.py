@@ -36,63 +36,71 @@ def bind_slice_interaction(renderer: InteractionTarget, view: SliceView) -> None
     pane width changes the window by 2x max(window, 100) HU), left click = move the cursor to that point,
     wheel = next/previous slice; shift/ctrl-left, middle and right buttons keep vtkInteractorStyleImage's
     pan / spin / zoom. Observers on the style replace its own handlers for these events."""
-    style, iren = view.style, view.interactor
-    drag: dict[str, Any] = {"mode": None}
+    _SliceMouse(renderer, view).bind()
 
-    def press(*_):
-        if iren.GetShiftKey() or iren.GetControlKey() or renderer.geometry is None:
-            drag["mode"] = "style"
-            style.OnLeftButtonDown()
+
+class _SliceMouse:
+    """The mouse handlers of one 2D pane, with the state of the current left drag."""
+
+    def __init__(self, renderer: InteractionTarget, view: SliceView) -> None:
+        self.renderer, self.view = renderer, view
+        self.style, self.iren = view.style, view.interactor
+        self.drag: dict[str, Any] = {"mode": None}
+
+    def bind(self) -> None:
+        style = self.style
+        style.AddObserver("LeftButtonPressEvent", self.press)
+        style.AddObserver("MouseMoveEvent", self.move)
+        style.AddObserver("LeftButtonReleaseEvent", self.release)
+        style.AddObserver("MouseWheelForwardEvent", lambda *_: self.wheel(+1))
+        style.AddObserver("MouseWheelBackwardEvent", lambda *_: self.wheel(-1))
+        style.AddObserver("RightButtonReleaseEvent", lambda *_: self.camera_button_up(style.OnRightButtonUp))
+        style.AddObserver("MiddleButtonReleaseEvent", lambda *_: self.camera_button_up(style.OnMiddleButtonUp))
+
+    def press(self, *_: Any) -> None:
+        if self.iren.GetShiftKey() or self.iren.GetControlKey() or self.renderer.geometry is None:
+            self.drag["mode"] = "style"
+            self.style.OnLeftButtonDown()
             return
-        x, y = iren.GetEventPosition()
-        drag.update(mode="wl", start=(x, y), wl=renderer.window_level, moved=False)
+        x, y = self.iren.GetEventPosition()
+        self.drag.update(mode="wl", start=(x, y), wl=self.renderer.window_level, moved=False)
 
-    def move(*_):
+    def move(self, *_: Any) -> None:
+        drag = self.drag
         if drag["mode"] != "wl":
-            style.OnMouseMove()
+            self.style.OnMouseMove()
             return
-        x, y = iren.GetEventPosition()
+        x, y = self.iren.GetEventPosition()
         x0, y0 = drag["start"]
         if not drag["moved"] and max(abs(x - x0), abs(y - y0)) <= CLICK_TOLERANCE_PX:
             return
         drag["moved"] = True
-        w, h = view.window.GetSize()
+        w, h = self.view.window.GetSize()
         width0, level0 = drag["wl"]
         scale = 2.0 * max(width0, 100.0)
-        renderer.set_window_level(width0 + (x - x0) / max(w, 1) * scale, level0 + (y - y0) / max(h, 1) * scale)
-        renderer.notify("window")
+        self.renderer.set_window_level(width0 + (x - x0) / max(w, 1) * scale,
+                                       level0 + (y - y0) / max(h, 1) * scale)
+        self.renderer.notify("window")
 
-    def release(*_):
-        mode, drag["mode"] = drag["mode"], None
+    def release(self, *_: Any) -> None:
+        mode, self.drag["mode"] = self.drag["mode"], None
+        renderer = self.renderer
         if mode == "style":
-            style.OnLeftButtonUp()
+            self.style.OnLeftButtonUp()
             renderer.notify("camera")
-        elif mode == "wl" and not drag["moved"] and renderer.geometry is not None:
-            x, y = iren.GetEventPosition()
-            point = view.display_to_plane(x, y)
+        elif mode == "wl" and not self.drag["moved"] and renderer.geometry is not None:
+            x, y = self.iren.GetEventPosition()
+            point = self.view.display_to_plane(x, y)
             renderer.set_cursor(renderer.geometry.to_ijk(point))
             renderer.notify("cursor")
 
-    def wheel(step: int):
-        def handler(*_):
-            if renderer.geometry is None:
-                return
-            index, _count = renderer.slice_info(view.name)
-            renderer.set_slice(view.name, index + step)
-            renderer.notify("slice")
-        return handler
+    def wheel(self, step: int) -> None:
+        if self.renderer.geometry is None:
+            return
+        index, _count = self.renderer.slice_info(self.view.name)
+        self.renderer.set_slice(self.view.name, index + step)
+        self.renderer.notify("slice")
 
-    style.AddObserver("LeftButtonPressEvent", press)
-    style.AddObserver("MouseMoveEvent", move)
-    style.AddObserver("LeftButtonReleaseEvent", release)
-    style.AddObserver("MouseWheelForwardEvent", wheel(+1))
-    style.AddObserver("MouseWheelBackwardEvent", wheel(-1))
-
-    def button_up(default):
-        def handler(*_):
-            default()
-            renderer.notify("camera")
-        return handler
-
-    style.AddObserver("RightButtonReleaseEvent", button_up(style.OnRightButtonUp))
-    style.AddObserver("MiddleButtonReleaseEvent", button_up(style.OnMiddleButtonUp))
+    def camera_button_up(self, default: Any) -> None:
+        default()
+        self.renderer.notify("camera")
