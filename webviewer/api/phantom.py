@@ -164,18 +164,34 @@ def phantom_hu(spec: SeriesSpec, index: int) -> np.ndarray:
     shape = (spec.rows, spec.columns)
     hu = np.full(shape, -1000.0, dtype=np.float32)
     c = _Canvas(hu, x, y)
+    _draw_table_and_body(c, hu, x, y, w)
+    _draw_ribs(c, z, w)
+    _draw_lungs(c, y, w)
+    _draw_heart_and_vessels(c, w)
+    _draw_spine(c, x, y, z)
+    if spec.noise_sigma > 0:  # deterministic per (seed, slice)
+        rng = np.random.default_rng([spec.seed, index])
+        hu += rng.standard_normal(shape, dtype=np.float32) * np.float32(spec.noise_sigma)
+    return _quantised(spec, hu)
 
-    # patient table under the body
+
+#: the body ellipse: half-axes and centre (fractions of the field of view)
+_BODY_X, _BODY_Y, _BODY_CY = 0.88, 0.62, 0.06
+
+
+def _draw_table_and_body(c: _Canvas, hu: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+    """Patient table under the body; skin, subcutaneous fat, soft tissue; the liver in the lower part."""
     np.copyto(hu, np.float32(120.0), where=(y >= 0.74) & (y <= 0.78) & (np.abs(x) <= 0.8))
-    # body: skin, subcutaneous fat, soft tissue
-    bx, by, bcy = 0.88, 0.62, 0.06
+    bx, by, bcy = _BODY_X, _BODY_Y, _BODY_CY
     c.ellipse(0, bcy, bx, by, 30.0)
     c.ellipse(0, bcy, bx - 0.015, by - 0.015, -100.0)
     c.ellipse(0, bcy, bx - 0.09, by - 0.08, 40.0)
-    # liver in the lower part (right side of the patient = low x)
-    c.ellipse(-0.3, 0.05, 0.45, 0.4, 60.0, where=w < -0.25)
+    c.ellipse(-0.3, 0.05, 0.45, 0.4, 60.0, where=w < -0.25)  # right side of the patient = low x
 
-    # ribs: small oval bones on a ring inside the fat, in oblique bands along z
+
+def _draw_ribs(c: _Canvas, z: np.ndarray, w: np.ndarray) -> None:
+    """Small oval bones on a ring inside the fat, in oblique bands along z."""
+    bx, by, bcy = _BODY_X, _BODY_Y, _BODY_CY
     for k in range(-7, 8):
         ang = math.pi * (0.5 + k / 8.5)
         rx, ry = (bx - 0.13) * math.cos(ang), bcy - (by - 0.11) * math.sin(ang)
@@ -187,27 +203,32 @@ def phantom_hu(spec: SeriesSpec, index: int) -> np.ndarray:
         c.ellipse(rx, ry, 0.035, 0.03, 1150.0, where=band)
         c.ellipse(rx, ry, 0.022, 0.018, 450.0, where=band)
 
-    # lungs: taper at the apex and base, denser posteriorly (dependent)
+
+def _draw_lungs(c: _Canvas, y: np.ndarray, w: np.ndarray) -> None:
+    """Lungs that taper at the apex and base, denser posteriorly (dependent), with a few vessels."""
     taper = np.clip(1.0 - ((w + 0.05) / 0.42) ** 4, 0.0, 1.0) ** 0.5
     present = taper > 0.02
-    if present.any():
-        for side in (-1.0, 1.0):
-            lx, ly = side * 0.36, 0.0
-            c.ellipse(lx, ly, 0.25 * taper + 1e-6, 0.36 * taper + 1e-6, -870.0 + 50.0 * y, where=present)
-            for vx, vy in ((0.1, -0.1), (0.05, 0.15), (0.16, 0.05)):  # a few vessels in the lung
-                c.ellipse(lx + side * vx * taper, ly + vy * taper, 0.012, 0.012, 30.0, where=present)
+    if not present.any():
+        return
+    for side in (-1.0, 1.0):
+        lx, ly = side * 0.36, 0.0
+        c.ellipse(lx, ly, 0.25 * taper + 1e-6, 0.36 * taper + 1e-6, -870.0 + 50.0 * y, where=present)
+        for vx, vy in ((0.1, -0.1), (0.05, 0.15), (0.16, 0.05)):
+            c.ellipse(lx + side * vx * taper, ly + vy * taper, 0.012, 0.012, 30.0, where=present)
 
-    # heart with a contrast blood pool, lower half of the chest
+
+def _draw_heart_and_vessels(c: _Canvas, w: np.ndarray) -> None:
+    """Heart with a contrast blood pool (lower half of the chest), ascending and descending aorta, sternum."""
     heart = (w < 0.05) & (w > -0.35)
     c.ellipse(0.08, -0.08, 0.26, 0.2, 45.0, where=heart)
     c.ellipse(0.1, -0.1, 0.14, 0.1, 220.0, where=heart)
-    # contrast vessel: ascending aorta and descending aorta
     c.ellipse(-0.06, -0.1, 0.07, 0.07, 250.0, where=w > -0.1)
     c.ellipse(0.1, 0.26, 0.055, 0.055, 250.0)
-    # sternum
     c.ellipse(0.0, -0.47, 0.06, 0.025, 700.0, where=w > -0.3)
 
-    # spine: vertebral body (discs between), canal, arch, spinous process
+
+def _draw_spine(c: _Canvas, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+    """Vertebral body (discs between), canal, arch, spinous process."""
     disc = np.mod(z, 28.0) < 6.0
     c.ellipse(0.0, 0.4, 0.12, 0.1, 1200.0)
     c.ellipse(0.0, 0.4, 0.1, 0.08, 380.0 + 40.0 * np.cos(37.0 * x) * np.cos(41.0 * y))
@@ -216,12 +237,9 @@ def phantom_hu(spec: SeriesSpec, index: int) -> np.ndarray:
     c.ellipse(0.0, 0.57, 0.045, 0.04, 15.0)
     c.ellipse(0.0, 0.7, 0.025, 0.07, 1000.0)
 
-    # noise, deterministic per (seed, slice)
-    if spec.noise_sigma > 0:
-        rng = np.random.default_rng([spec.seed, index])
-        hu += rng.standard_normal(shape, dtype=np.float32) * np.float32(spec.noise_sigma)
 
-    # quantise to what the file stores, so decoding the file gives back exactly these values
+def _quantised(spec: SeriesSpec, hu: np.ndarray) -> np.ndarray:
+    """Quantise to what the file stores, so decoding the file gives back exactly these values (int16)."""
     lo, hi = spec.stored_range()
     slope, intercept = np.float32(spec.rescale_slope), np.float32(spec.rescale_intercept)
     stored = np.clip(np.rint((hu - intercept) / slope), lo, hi)
