@@ -104,89 +104,102 @@ class MultipartParser:
 
     # -- state machine: returns a Part, True (progress, continue) or None (needs more bytes) --------------
     def _step(self) -> Part | bool | None:
+        step = {
+            self._PREAMBLE: self._step_preamble,
+            self._AFTER_DELIM: self._step_after_delimiter,
+            self._HEADERS: self._step_headers,
+            self._BODY: self._step_body,
+        }.get(self._state)
+        return None if step is None else step()  # epilogue: ignore
+
+    def _step_preamble(self) -> bool | None:
         buf = self._buf
-        if self._state == self._PREAMBLE:
-            # the first dash-boundary may start the body (no preceding CRLF)
-            if buf.startswith(self.dash_boundary):
-                del buf[: len(self.dash_boundary)]
-                self._state = self._AFTER_DELIM
-                return True
-            i = buf.find(self.delimiter)
-            if i < 0:
-                if len(buf) > _HEADER_LIMIT:
-                    raise MultipartError(
-                        "The DICOMweb answer does not start with its multipart boundary; the server sent "
-                        "something else. Check the address."
-                    )
-                return None
-            del buf[: i + len(self.delimiter)]
+        # the first dash-boundary may start the body (no preceding CRLF)
+        if buf.startswith(self.dash_boundary):
+            del buf[: len(self.dash_boundary)]
             self._state = self._AFTER_DELIM
             return True
-        if self._state == self._AFTER_DELIM:
-            if len(buf) < 2:
-                return None
-            if buf[:2] == b"--":
-                self._state = self._EPILOGUE
-                buf.clear()
-                return None
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                if len(buf) > 1024:
-                    raise MultipartError("The DICOMweb answer has garbage after a multipart boundary.")
-                return None
-            if buf[:eol].strip(b" \t"):
+        i = buf.find(self.delimiter)
+        if i < 0:
+            if len(buf) > _HEADER_LIMIT:
+                raise MultipartError(
+                    "The DICOMweb answer does not start with its multipart boundary; the server sent "
+                    "something else. Check the address."
+                )
+            return None
+        del buf[: i + len(self.delimiter)]
+        self._state = self._AFTER_DELIM
+        return True
+
+    def _step_after_delimiter(self) -> bool | None:
+        buf = self._buf
+        if len(buf) < 2:
+            return None
+        if buf[:2] == b"--":
+            self._state = self._EPILOGUE
+            buf.clear()
+            return None
+        eol = buf.find(b"\r\n")
+        if eol < 0:
+            if len(buf) > 1024:
                 raise MultipartError("The DICOMweb answer has garbage after a multipart boundary.")
-            del buf[: eol + 2]
-            self._state = self._HEADERS
-            return True
-        if self._state == self._HEADERS:
-            if buf.startswith(b"\r\n"):  # a part without headers
-                end, skip = 0, 2
-            else:
-                end = buf.find(b"\r\n\r\n")
-                skip = 4
-                if end < 0:
-                    if len(buf) > _HEADER_LIMIT:
-                        raise MultipartError("A DICOMweb part header is larger than 64 KB; the answer is malformed.")
-                    return None
-            self._headers = _parse_headers(bytes(buf[:end]))
-            del buf[: end + skip]
-            self._length = None
-            if "content-length" in self._headers:
-                try:
-                    self._length = int(self._headers["content-length"])
-                except ValueError:
-                    raise MultipartError("A DICOMweb part has an invalid Content-Length.") from None
-                self._check_size(self._length)
-            if self.on_part_header is not None:
-                self.on_part_header(self._headers)
-            self._search_from = 0
-            self._state = self._BODY
-            return True
-        if self._state == self._BODY:
-            n = self._length
-            if n is not None:
-                if len(buf) < n + len(self.delimiter):
-                    return None
-                if buf[n : n + len(self.delimiter)] != self.delimiter:
-                    raise MultipartError(
-                        "A DICOMweb part is not followed by the boundary its Content-Length announces; the answer is "
-                        "malformed."
-                    )
-                end = n
-            else:
-                end = buf.find(self.delimiter, self._search_from)
-                if end < 0:
-                    self._search_from = max(0, len(buf) - len(self.delimiter) + 1)
-                    self._check_size(self._search_from)
-                    return None
-            with memoryview(buf) as view:
-                data = bytes(view[:end])  # one copy; the view is released before the bytearray shrinks
-            del buf[: end + len(self.delimiter)]
-            self._state = self._AFTER_DELIM
-            self.parts += 1
-            return Part(self._headers, data)
-        return None  # epilogue: ignore
+            return None
+        if buf[:eol].strip(b" \t"):
+            raise MultipartError("The DICOMweb answer has garbage after a multipart boundary.")
+        del buf[: eol + 2]
+        self._state = self._HEADERS
+        return True
+
+    def _step_headers(self) -> bool | None:
+        buf = self._buf
+        if buf.startswith(b"\r\n"):  # a part without headers
+            end, skip = 0, 2
+        else:
+            end = buf.find(b"\r\n\r\n")
+            skip = 4
+            if end < 0:
+                if len(buf) > _HEADER_LIMIT:
+                    raise MultipartError("A DICOMweb part header is larger than 64 KB; the answer is malformed.")
+                return None
+        self._headers = _parse_headers(bytes(buf[:end]))
+        del buf[: end + skip]
+        self._length = None
+        if "content-length" in self._headers:
+            try:
+                self._length = int(self._headers["content-length"])
+            except ValueError:
+                raise MultipartError("A DICOMweb part has an invalid Content-Length.") from None
+            self._check_size(self._length)
+        if self.on_part_header is not None:
+            self.on_part_header(self._headers)
+        self._search_from = 0
+        self._state = self._BODY
+        return True
+
+    def _step_body(self) -> Part | None:
+        buf = self._buf
+        n = self._length
+        if n is not None:
+            if len(buf) < n + len(self.delimiter):
+                return None
+            if buf[n : n + len(self.delimiter)] != self.delimiter:
+                raise MultipartError(
+                    "A DICOMweb part is not followed by the boundary its Content-Length announces; the answer is "
+                    "malformed."
+                )
+            end = n
+        else:
+            end = buf.find(self.delimiter, self._search_from)
+            if end < 0:
+                self._search_from = max(0, len(buf) - len(self.delimiter) + 1)
+                self._check_size(self._search_from)
+                return None
+        with memoryview(buf) as view:
+            data = bytes(view[:end])  # one copy; the view is released before the bytearray shrinks
+        del buf[: end + len(self.delimiter)]
+        self._state = self._AFTER_DELIM
+        self.parts += 1
+        return Part(self._headers, data)
 
     def _check_size(self, nbytes: int) -> None:
         if self.max_part_bytes is not None and nbytes > self.max_part_bytes:
