@@ -233,7 +233,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import asyncio, gc, json, sys
     from aiohttp import web
-    from webviewer.loading import load, LoadOptions
+    from webviewer.loading import load, LoadObserver, LoadOptions
     from webviewer.loading.metrics import current_rss, trim_heap
     from webviewer.runtime import configure_runtime
 
@@ -271,12 +271,22 @@ MEMORY_SCRIPT = textwrap.dedent(
         modes = ["batch", "stream-files", "stream-dicom"]
         kinds = ("cancel", "bomb", "trunc", "cancel-late")
 
+        class CancelWhen(LoadObserver):
+            # cancel on an event of the load itself, not after a delay
+            def __init__(self, late):
+                self.late, self.task = late, None
+
+            def on_progress(self, event):
+                due = event.files_parsed > 0 if self.late else event.bytes_downloaded > 0
+                if due and self.task is not None and not self.task.done():
+                    self.task.cancel()
+
         async def one(mode, kind):
             try:
                 if kind.startswith("cancel"):
-                    task = asyncio.ensure_future(load(base + "/good", mode))
-                    await asyncio.sleep(0.05 if kind == "cancel" else 0.15)
-                    task.cancel()
+                    observer = CancelWhen(late=kind == "cancel-late")
+                    task = asyncio.ensure_future(load(base + "/good", mode, observer=observer))
+                    observer.task = task
                     await task
                 else:
                     await load(base + "/" + kind, mode)

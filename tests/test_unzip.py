@@ -154,7 +154,10 @@ async def test_chunk_bridge_backpressure_and_order():
     worker = loop.run_in_executor(None, consume)
     chunks = [bytes([i]) * 30 for i in range(20)]
     producer = asyncio.ensure_future(_produce(bridge, chunks, seen_queued))
-    await asyncio.sleep(0.05)
+    while bridge.queued_bytes < 100:  # the producer fills the queue (yields to the loop, no clock)
+        await asyncio.sleep(0)
+    for _ in range(50):  # give it every chance to queue more
+        await asyncio.sleep(0)
     # the consumer is held: the producer must be waiting with at most max_bytes (+ one chunk) queued
     assert not producer.done()
     assert bridge.queued_bytes <= 100 + 30

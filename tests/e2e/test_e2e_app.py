@@ -31,7 +31,7 @@ def test_each_mode_loads_the_tiny_sample_and_every_pane_shows_it(viewer: ViewerP
     if mode == "stream-dicom":
         viewer.page.screenshot(path="/tmp/webviewer-loaded.png")
         viewer.tid("results-chart").scroll_into_view_if_needed()
-        viewer.page.wait_for_timeout(500)
+        expect(viewer.tid("results-chart").locator(".main-svg").first).to_be_in_viewport(timeout=LONG)
         viewer.page.screenshot(path="/tmp/webviewer-results.png")
 
 
