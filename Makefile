@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/webviewer-bench --ct sample-seed --runs 5 --rate unlimited,100mbit,balanced --markdown bench-results.md
+	$(BIN)/webviewer-bench --ct sample-seed --runs 5 --rate unlimited,100mbit,balanced --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -217,6 +217,17 @@ def test_text_tables():
     assert "1 run(s) fell back to a safer mode, e.g. stream-dicom -> batch: stored" in report.headline(fell)
 
 
+def test_markdown_replaces_only_the_part_between_the_bench_markers():
+    generated = report.render_markdown([result_fixture()])
+    doc = f"# notes\nkept above\n{report.BEGIN_MARK}\nold tables\n{report.END_MARK}\nkept below\n"
+    out = report.splice_markdown(doc, generated)
+    assert out.startswith("# notes\nkept above\n") and out.endswith("kept below\n")
+    assert "old tables" not in out and generated.strip() in out
+    assert report.splice_markdown(doc, generated).count(report.BEGIN_MARK) == 1
+    assert report.splice_markdown(None, generated) == generated  # a new file is the tables alone
+    assert report.splice_markdown("no markers", generated) == generated
+
+
 def test_markdown_has_every_profile_targets_and_the_original_report():
     md = report.render_markdown([result_fixture(), result_fixture("unlimited", None)])
     assert "### Profile `100mbit`" in md and "### Profile `unlimited`" in md

@@ -237,6 +237,18 @@ def render_text(result: Mapping) -> str:
     return "\n\n".join([headline(result), *(t.text() for t in tables(result))]) + "\n"
 
 
+BEGIN_MARK, END_MARK = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def splice_markdown(existing: str | None, generated: str) -> str:
+    """``generated`` between the bench markers of ``existing`` (the notes around them are kept), or alone."""
+    if existing and BEGIN_MARK in existing and END_MARK in existing.split(BEGIN_MARK, 1)[1]:
+        head, rest = existing.split(BEGIN_MARK, 1)
+        tail = rest.split(END_MARK, 1)[1]
+        return f"{head}{BEGIN_MARK}\n{generated.strip()}\n{END_MARK}{tail}"
+    return generated
+
+
 def render_markdown(results: Sequence[Mapping]) -> str:
     """The README section: each profile's tables, the targets over all profiles, and the original report."""
     out = ["### Overview", "", overview_table(results).markdown(title=False), ""]

@@ -271,7 +271,8 @@ def write_outputs(results: list[dict], args: argparse.Namespace) -> None:
     elif args.json_file:
         Path(args.json_file).write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(report.render_markdown(results))
+        existing = args.markdown.read_text() if args.markdown.exists() else None
+        args.markdown.write_text(report.splice_markdown(existing, report.render_markdown(results)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
