@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 MB = 1_000_000
 
 #: default budget in MB (10**6 bytes): sized so that a seed-sized CT on screen and its predecessor fit, with the
-#: next seed-sized load in flight. Measured with the app's renderer (llvmpipe): the seed CT costs 199.2 MB of
-#: volume + 73 MB of render copies (3D half-resolution copy and gradient tables), + 37 MB of renderer caches
-#: once anything was shown: 310 + 199 (predecessor) + 199 (next load) = 708 MB, plus ~10 % headroom -> 800.
+#: next seed-sized load in flight. Measured with the app's renderer (llvmpipe): the seed CT (512x512x380) costs
+#: 199.2 MB of volume + 73 MB of render copies (3D half-resolution copy, gradient tables) while on screen:
+#: 272 + 199 (predecessor) + 199 (next load) = 670 MB, rounded up with >= 10 % headroom -> 800.
 DEFAULT_CONTENT_BUDGET_MB = 800
 #: contents kept by default: the one on screen and the one loaded before it
 DEFAULT_KEEP = 2
