@@ -74,7 +74,7 @@ class ContentsLogic:
         """The engine's volume limit, hit while allocating, said in budget terms."""
         if self.budget is not None and "max_volume_bytes" in exc.message:
             return (f"{exc.message.split(' Raise')[0].rstrip('.')}: this session's content budget is "
-                    f"{self.budget.budget_mb:.0f} MB. The content on screen stays. Start webviewer with a larger "
+                    f"{self.budget.budget_mb:g} MB. The content on screen stays. Start webviewer with a larger "
                     f"--content-budget-mb to load it.")
         return exc.message
 
@@ -103,13 +103,15 @@ class ContentsLogic:
     def refresh(self, current_volume: Any) -> None:
         """The contents list, what the budget unloaded and the memory line."""
         t = self.state.t
+        if current_volume is None and (self.registry is None or len(self.registry.list()) == 0):
+            self.account.start()  # nothing held: what the session uses now is its idle baseline
         items = []
         for c in self.registry.list() if self.registry is not None else []:
             vol = getattr(c, "volume", None)
             items.append({"id": c.id, "name": c.name, "slices": int(vol.hu.shape[0]) if vol is not None else 0,
                           "memory_mb": round((vol.nbytes if vol is not None else 0) / MB, 1)})
         unloaded = []
-        budget_mb = f"{self.budget.budget_mb:.0f}" if self.budget else "-"
+        budget_mb = f"{self.budget.budget_mb:g}" if self.budget else "-"
         for u in getattr(self.registry, "unloaded", []):
             unloaded.append({"id": u.id, "reason": u.reason, "text": fmt(
                 t, f"unloaded.{u.reason}", id=u.id, mb=f"{u.nbytes / MB:.1f}", budget=budget_mb)})
@@ -117,6 +119,6 @@ class ContentsLogic:
         with self.state:
             self.state.contents = items
             self.state.contents_unloaded = unloaded
-            self.state.budget_text = fmt(t, "budget_line", used=f"{fig['budget_used_mb']:.0f}", budget=budget_mb,
+            self.state.budget_text = fmt(t, "budget_line", used=f"{fig['budget_used_mb']:.1f}", budget=budget_mb,
                                          accounted=f"{fig['accounted_mb']:.0f}", rss=f"{fig['rss_mb']:.0f}")
             self.state.memory_accounted_mb = fig["accounted_mb"]

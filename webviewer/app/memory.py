@@ -51,9 +51,10 @@ class MemoryAccount:
     caches_bytes: int = 0
 
     def start(self) -> None:
-        """Measure the idle baseline (call once the app is up, before any load)."""
+        """Measure the idle baseline: call it whenever the session holds nothing (at start, after the last
+        unload). The renderer's caches, once there, stay in the RSS and are counted apart from it."""
         release_memory()
-        self.baseline_bytes = current_rss()
+        self.baseline_bytes = current_rss() - self.caches_bytes
 
     def shown(self) -> None:
         """A volume reached the renderer: its caches now stay."""

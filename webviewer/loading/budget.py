@@ -79,7 +79,7 @@ class ContentBudget:
         need = -(-volume_bytes // MB)
         suggest = -(-(2 * need) // 100) * 100  # this CT and one like it before it, rounded up to 100 MB
         return (f"{what} needs {volume_bytes / MB:.0f} MB for its volume alone, more than this session's content "
-                f"budget of {self.budget_mb:.0f} MB, so it was not downloaded and the content on screen stays. "
+                f"budget of {self.budget_mb:g} MB, so it was not downloaded and the content on screen stays. "
                 f"To load it, start webviewer with --content-budget-mb {suggest} (at least {need}).")
 
     def check_volume(self, volume_bytes: int | None, what: str = "This CT") -> None:
@@ -107,7 +107,7 @@ class ContentBudget:
             elif total > self.budget_bytes:
                 what = f"a {incoming_bytes / MB:.0f} MB load" if incoming_bytes else "the content on screen"
                 out.append(Eviction(content_id, nbytes, "budget", f"oldest not on screen, to make room for "
-                                    f"{what} within the {self.budget_mb:.0f} MB budget"))
+                                    f"{what} within the {self.budget_mb:g} MB budget"))
             else:
                 continue
             total -= nbytes
