@@ -15,6 +15,7 @@ from webviewer.loading.budget import (
     DEFAULT_CONTENT_BUDGET_MB,
     BudgetExceededError,
     ContentBudget,
+    load_need_bytes,
     volume_bytes_from_catalog,
     volume_bytes_from_directory,
     volume_bytes_from_source,
@@ -141,3 +142,10 @@ def test_registry_without_budget_never_unloads_and_remove_clears_on_screen():
     assert reg.enforce() == [] and reg.make_room(10**12) == [] and len(reg) == 3
     reg.remove(reg.on_screen)
     assert reg.on_screen is None
+
+
+def test_a_load_needs_room_for_its_working_memory():
+    assert load_need_bytes(100, "stream-dicom") == 105
+    assert load_need_bytes(100, "batch") == 360
+    assert load_need_bytes(100, "stream-files") == 310
+    assert load_need_bytes(100, "unknown") == 360  # the largest, when in doubt

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, sys
     from webviewer.app.memory import MemoryAccount, release_memory
     from webviewer.loading import load
-    from webviewer.loading.budget import BudgetExceededError, ContentBudget, volume_bytes_from_source
+    from webviewer.loading.budget import BudgetExceededError, ContentBudget, load_need_bytes, volume_bytes_from_source
     from webviewer.loading.metrics import current_rss, read_hwm, reset_hwm
     from webviewer.loading.registry import ContentRegistry
     from webviewer.rendering import FourPaneRenderer
@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent(
         for i in range(20):
             need = await volume_bytes_from_source(zip_path)
             registry.budget.check_volume(need, "Philips")
-            gone = registry.make_room(need, extra_bytes=account.extra_bytes(registry, current))
+            gone = registry.make_room(load_need_bytes(need, MODES[i % 3]),
+                                     extra_bytes=account.extra_bytes(registry, current))
             release_memory()
             reset_hwm()
             result = await load(zip_path, MODES[i % 3])

@@ -12,6 +12,7 @@ from webviewer.errors import WebViewerError
 from webviewer.loading.budget import (
     BudgetExceededError,
     ContentBudget,
+    load_need_bytes,
     volume_bytes_from_catalog,
     volume_bytes_from_source,
 )
@@ -54,9 +55,10 @@ class ContentsLogic:
             log.info("no volume estimate before the download of %s: %r", entry.get("id"), exc)
             return None
 
-    async def admit(self, entry: dict[str, Any], url: str, options: Any, current_volume: Any) -> str | None:
+    async def admit(self, entry: dict[str, Any], url: str, mode: str, options: Any,
+                    current_volume: Any) -> str | None:
         """Before a load: the refusal message if its volume alone exceeds the budget (nothing changes then),
-        else make room for it and return None."""
+        else make room for its working memory (oldest contents not on screen first) and return None."""
         if self.budget is None:
             return None
         need = await self.estimate(entry, url, options)
@@ -66,7 +68,7 @@ class ContentsLogic:
             log.info("refused before the download: %s", exc.message)
             return exc.message
         if need:
-            gone = self.registry.make_room(need, extra_bytes=self.account.extra_bytes(self.registry, current_volume))
+            gone = self.registry.make_room(load_need_bytes(need, mode), extra_bytes=self.account.extra_bytes(self.registry, current_volume))
             self._released(gone, current_volume)
         return None
 

@@ -147,7 +147,7 @@ class LoadLogic:
         kwargs = extra(ct_id) if extra else {}
         options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"),
                                        **kwargs, **self.contents.limits_kwargs(kwargs))
-        refusal = await self.contents.admit(entry, url, options, self.current_volume)
+        refusal = await self.contents.admit(entry, url, mode, options, self.current_volume)
         if refusal is not None:  # before _begin: the state, the views and the contents stay as they were
             self._fail(refusal)
             return False

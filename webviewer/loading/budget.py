@@ -29,6 +29,9 @@ MB = 1_000_000
 DEFAULT_CONTENT_BUDGET_MB = 800
 #: contents kept by default: the one on screen and the one loaded before it
 DEFAULT_KEEP = 2
+#: peak memory of a load / its volume, per mode (the benchmark's seed medians: Batch 708 MB, PoC1 603 MB, PoC2
+#: 205 MB for a 199 MB volume): a load makes room for its working memory, not only for the volume it leaves
+WORKING_MEMORY_FACTOR = {"batch": 3.6, "stream-files": 3.1, "stream-dicom": 1.05}
 #: files that sit in CT ZIPs but hold no slice (they do not count toward a volume estimate)
 _NOT_SLICES = ("dicomdir", "dirfile")
 #: a DICOM slice file holds its header besides the pixels; subtracted per member from a ZIP directory estimate
@@ -113,6 +116,12 @@ class ContentBudget:
             total -= nbytes
             count -= 1
         return out
+
+
+def load_need_bytes(volume_bytes: int, mode: Any) -> int:
+    """The memory a load of ``mode`` needs at its peak for a volume of ``volume_bytes``."""
+    factor = WORKING_MEMORY_FACTOR.get(str(getattr(mode, "value", mode)), max(WORKING_MEMORY_FACTOR.values()))
+    return int(volume_bytes * factor)
 
 
 def volume_bytes_from_catalog(entry: dict[str, Any]) -> int | None:
