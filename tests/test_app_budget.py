@@ -155,3 +155,15 @@ def test_budget_flag_rejects_what_is_not_a_positive_size(text):
     with pytest.raises(argparse.ArgumentTypeError, match="positive number of MB"):
         _budget_mb(text)
     assert _budget_mb("1200") == 1200.0
+
+
+def test_the_volume_limit_given_to_the_engine_leaves_the_callers_limits_alone():
+    from webviewer.app.contents import ContentsLogic
+    from webviewer.loading.limits import Limits
+
+    shared = Limits(max_archive_bytes=123)
+    logic = ContentsLogic(None, ContentRegistry(ContentBudget(10_000)))
+    limits = logic.limits_kwargs({"limits": shared})["limits"]
+    assert (limits.max_volume_bytes, limits.max_archive_bytes) == (10_000, 123)
+    assert shared.max_volume_bytes == Limits().max_volume_bytes
+    assert ContentsLogic(None, ContentRegistry()).limits_kwargs({}) == {}  # no budget: the engine's own limit

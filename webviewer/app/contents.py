@@ -38,11 +38,12 @@ class ContentsLogic:
         sources whose size is unknown before the download)."""
         if self.budget is None:
             return {}
+        from dataclasses import replace
+
         from webviewer.loading.limits import Limits
 
         limits = options_kwargs.get("limits") or Limits()
-        limits.max_volume_bytes = min(limits.max_volume_bytes, self.budget.budget_bytes)
-        return {"limits": limits}
+        return {"limits": replace(limits, max_volume_bytes=min(limits.max_volume_bytes, self.budget.budget_bytes))}
 
     async def estimate(self, entry: dict[str, Any], url: str, options: Any) -> int | None:
         """Volume bytes from the catalog, else from the ZIP central directory (read alone); None if unknown."""

@@ -144,9 +144,9 @@ class LoadLogic:
             self._fail(str(exc))
             return False
         extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials
-        kwargs = extra(ct_id) if extra else {}
-        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"),
-                                       **kwargs, **self.contents.limits_kwargs(kwargs))
+        kwargs = dict(extra(ct_id)) if extra else {}
+        kwargs.update(self.contents.limits_kwargs(kwargs))  # the budget as the engine's volume limit
+        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"), **kwargs)
         refusal = await self.contents.admit(entry, url, mode, options, self.current_volume)
         if refusal is not None:  # before _begin: the state, the views and the contents stay as they were
             self._fail(refusal)
