@@ -16,6 +16,7 @@ from webviewer.loading.budget import (
     volume_bytes_from_catalog,
     volume_bytes_from_source,
 )
+from webviewer.loading.metrics import current_rss
 
 log = logging.getLogger(__name__)
 MB = 1_000_000
@@ -69,8 +70,9 @@ class ContentsLogic:
             log.info("refused before the download: %s", exc.message)
             return exc.message
         if need:
+            before = current_rss()
             gone = self.registry.make_room(load_need_bytes(need, mode), extra_bytes=self.account.extra_bytes(self.registry, current_volume))
-            self._released(gone, current_volume)
+            self._released(gone, current_volume, before)
         return None
 
     def budget_message(self, exc: WebViewerError) -> str:
@@ -84,23 +86,24 @@ class ContentsLogic:
     def after_finish(self, current_volume: Any, *, registered: bool) -> None:
         """A load finished and its volume is on screen: keep the predecessor within the budget, free the rest."""
         self.account.shown()
-        gone = []
+        gone, before = [], current_rss()
         if registered and self.budget is not None:
             gone = self.registry.enforce(extra_bytes=self.account.extra_bytes(self.registry, current_volume))
         elif self.registry is not None:
             self.registry.on_screen = None  # an unregistered run (Compare modes) is on screen
-        self._released(gone, current_volume)
+        self._released(gone, current_volume, before)
 
     def unload(self, content_id: str) -> None:
         """The user unloaded a content (the views were cleared by the caller if it was on screen)."""
         self.registry.remove(content_id)
         release_memory()
 
-    def _released(self, gone: list[Any], current_volume: Any) -> None:
-        if gone:
-            log.info("unloaded %s (budget %s MB)", ", ".join(f"{u.id} [{u.reason}]" for u in gone),
-                     self.budget.budget_mb if self.budget else "-")
+    def _released(self, gone: list[Any], current_volume: Any, rss_before: int) -> None:
         release_memory()
+        if gone:
+            log.info("unloaded %s (%.1f MB of volumes, budget %s MB): RSS %.0f -> %.0f MB",
+                     ", ".join(f"{u.id} [{u.reason}]" for u in gone), sum(u.nbytes for u in gone) / MB,
+                     self.budget.budget_mb if self.budget else "-", rss_before / MB, current_rss() / MB)
         self.refresh(current_volume)
 
     def refresh(self, current_volume: Any) -> None:
