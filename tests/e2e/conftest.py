@@ -70,13 +70,19 @@ def e2e_data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def viewer_url(e2e_data) -> str:
     """`webviewer --server --samples tiny --data-dir <e2e data>` on a free loopback port."""
+    yield from serve_viewer(e2e_data)
+
+
+def serve_viewer(e2e_data, *extra_args: str):
+    """Run `webviewer` (with ``extra_args``) on a free port; yields its URL once the API answers."""
     port = free_port()
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow",
            "WEBVIEWER_DATA_DIR": str(e2e_data["cache"])}
-    log_path = e2e_data["cache"].parent / "server.log"
+    log_path = e2e_data["cache"].parent / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     exe = Path(sys.executable).with_name("webviewer")
-    cmd = [str(exe), "--server", "--port", str(port), "--samples", "tiny", "--data-dir", str(e2e_data["data"])]
+    cmd = [str(exe), "--server", "--port", str(port), "--samples", "tiny", "--data-dir", str(e2e_data["data"]),
+           *extra_args]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S

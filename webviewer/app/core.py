@@ -39,10 +39,24 @@ def _default_renderer() -> Any:
     return FourPaneRenderer(show_labels=False)  # the page draws the orientation letters (translatable, testable)
 
 
-def _default_registry() -> Any:
+def _default_registry(content_budget_mb: float | None = None) -> Any:
+    from webviewer.loading.budget import DEFAULT_CONTENT_BUDGET_MB, ContentBudget
     from webviewer.loading.registry import ContentRegistry
 
-    return ContentRegistry()
+    return ContentRegistry(ContentBudget.from_mb(content_budget_mb or DEFAULT_CONTENT_BUDGET_MB))
+
+
+def _budget_mb(text: str) -> float:
+    """--content-budget-mb: a positive number of MB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"give the content budget as a positive number of MB, not {text!r}")
+    return value
 
 
 def _default_load(*args: Any, **kwargs: Any) -> Any:
@@ -102,6 +116,8 @@ class WebViewerApp(TrameApp):
             host = "127.0.0.1" if host in ("0.0.0.0", "localhost", "", None) else host
             self.catalog.set_base_url(f"http://{host}:{self.server.port}")
         await self.refresh_catalog()
+        self.loader.contents.account.start()  # the idle baseline the budget's accounting starts from
+        self.loader.refresh_contents()
         if self.memory_poll_s > 0:
             self._memory_task = asyncio.ensure_future(self._poll_memory())
 
@@ -132,6 +148,7 @@ class WebViewerApp(TrameApp):
                 with self.state:
                     self.state.memory_mb = round(rss / MB, 1)
                     self.state.memory_text = i18n.fmt(self.state.t, "memory", x=f"{rss / MB:.0f}")
+                self.loader.refresh_contents()  # the budget line beside it
 
     @life_cycle.client_connected
     def _client_connected(self, **_: Any) -> None:
@@ -258,6 +275,10 @@ def main(server: Any = None, **kwargs: Any) -> None:
     register_with_engine()  # the engine opens Orthanc archive and DICOMweb URLs with the Orthanc sources
 
     add_orthanc_arguments(server.cli)
+    server.cli.add_argument("--content-budget-mb", type=_budget_mb, default=None,
+                            help="memory for one session's loaded contents (volumes, render copies), in MB; "
+                                 "the oldest contents not on screen are unloaded to stay within it "
+                                 "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
     server.cli.set_defaults(host="127.0.0.1")
     for action in server.cli._actions:  # trame's help text names its own default host
         if "--host" in action.option_strings:
@@ -268,7 +289,8 @@ def main(server: Any = None, **kwargs: Any) -> None:
     else:  # --orthanc: Orthanc's series beside the demo CTs
         source, api_catalog = _build_catalog(args)
         source = orthanc_catalog_from_args(args, source, networks=NETWORKS)
-    app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog)
+    app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog,
+                       registry=_default_registry(args.content_budget_mb))
     app.server.start(**kwargs)
 
 

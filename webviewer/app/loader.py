@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from webviewer.app import results
+from webviewer.app.contents import ContentsLogic
 from webviewer.app.i18n import fmt
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
@@ -57,6 +58,7 @@ class LoadLogic:
         self.registry = registry
         self.load_fn = load_fn
         self.options_factory = options_factory
+        self.contents = ContentsLogic(state, registry)
         self.task: asyncio.Task | None = None
         self.current_volume: Any = None
         self.current_content_id: str | None = None
@@ -127,6 +129,8 @@ class LoadLogic:
                 ok = await self._load_once(ct_id, mode, network, register=(i == total))
                 if not ok:
                     return
+        with self.state:  # say what the runs kept: only the content on screen
+            self.state.notice = fmt(self.t, "compare_kept", id=self.current_content_id or "-", n=total - 1)
 
     # -- one load -------------------------------------------------------------------------------------
     async def _load_once(self, ct_id: str | None, mode: str, network: str, *, register: bool) -> bool:
@@ -139,6 +143,14 @@ class LoadLogic:
         except (KeyError, ValueError, RuntimeError) as exc:
             self._fail(str(exc))
             return False
+        extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials
+        kwargs = dict(extra(ct_id)) if extra else {}
+        kwargs.update(self.contents.limits_kwargs(kwargs))  # the budget as the engine's volume limit
+        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"), **kwargs)
+        refusal = await self.contents.admit(entry, url, mode, options, self.current_volume)
+        if refusal is not None:  # before _begin: the state, the views and the contents stay as they were
+            self._fail(refusal)
+            return False
         self._begin(mode)
         if network != "unlimited" and not self.catalog.applies_network(ct_id):
             network = "unlimited"  # recorded as what it was: no throttle
@@ -146,9 +158,6 @@ class LoadLogic:
                 self.state.notice = self.t["network_not_applied"]
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
-        extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials
-        options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"),
-                                       **(extra(ct_id) if extra else {}))
         try:
             result = await self.load_fn(url, mode, options=options, observer=_Observer(self, refresher))
         except asyncio.CancelledError:
@@ -159,7 +168,7 @@ class LoadLogic:
         except WebViewerError as exc:
             await refresher.stop()
             self._restore_views()
-            self._fail(exc.message)
+            self._fail(self.contents.budget_message(exc))
             return False
         except Exception as exc:  # the app stays usable whatever the engine raises
             log.exception("load failed")
@@ -201,6 +210,7 @@ class LoadLogic:
             self.state.load_state_label = self.t.get(f"state.{self.state.load_state}", "")
             if self._final_elapsed_s is not None:
                 self.state.elapsed_text = fmt(self.t, "elapsed", x=f"{self._final_elapsed_s:.2f}")
+        self.refresh_contents()
 
     def show_progress(self, event: Any) -> None:
         """Progress event → loading panel (called on the loop thread, ≤ ~10/s)."""
@@ -284,20 +294,11 @@ class LoadLogic:
             self.state.warnings_text = " · ".join(f"{w.code}: {w.message}" for w in result.warnings)
             self.state.first_slice_placed_ms = refresher.first_placed_ms or 0
             self.state.first_slice_pushed_ms = refresher.first_pushed_ms or 0
-        self.refresh_contents()
+        self.contents.after_finish(self.current_volume, registered=register and self.registry is not None)
 
     def refresh_contents(self) -> None:
-        items = []
-        if self.registry is not None:
-            for c in self.registry.list():
-                vol = getattr(c, "volume", None)
-                items.append({
-                    "id": c.id, "name": c.name,
-                    "slices": int(vol.hu.shape[0]) if vol is not None else 0,
-                    "memory_mb": round((vol.nbytes if vol is not None else 0) / MB, 1),
-                })
-        with self.state:
-            self.state.contents = items
+        """The contents list, what the budget unloaded and the memory line."""
+        self.contents.refresh(self.current_volume)
 
     def unload(self, content_id: str) -> None:
         """Drop a content from the registry; if the views show it, clear them so its memory is freed."""
@@ -310,7 +311,7 @@ class LoadLogic:
             self.current_volume = None
             self.views.show_volume(None)
         del content
-        self.registry.remove(content_id)
+        self.contents.unload(content_id)
         self.refresh_contents()
 
 

@@ -91,6 +91,11 @@ class ResultsState:
     runs: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
     contents: list[dict[str, Any]] = field(default_factory=list)
+    #: what the memory budget unloaded, newest first: {id, reason, text}
+    contents_unloaded: list[dict[str, Any]] = field(default_factory=list)
+    #: the budget's accounting against the measured RSS (one line under the server memory)
+    budget_text: str = ""
+    memory_accounted_mb: float = 0.0
 
 
 def init_state(state: Any, *parts: Any) -> None:

@@ -136,6 +136,7 @@ def _loading_panel() -> None:
                 html.Span("{{ rate_text }}", raw_attrs=_tid("progress-rate"))
                 html.Span("{{ elapsed_text }}", raw_attrs=_tid("progress-elapsed"))
             html.Div("{{ memory_text }}", classes="text-caption mt-1", raw_attrs=_tid("server-memory"))
+            html.Div("{{ budget_text }}", v_if="budget_text", classes="text-caption", raw_attrs=_tid("memory-budget"))
             html.Div("{{ compare_text }}", v_if="compare_text", classes="text-caption mt-1",
                      raw_attrs=_tid("compare-progress"))
     v3.VAlert(text=("error_message",), v_if="error_message", type="error", density="compact", variant="tonal",
@@ -247,3 +248,7 @@ def _contents(ctrl: Any) -> None:
                                 raw_attrs=[':data-testid="\'unload-\' + c.id"'])
                 with html.Tr(v_if="!contents.length"):
                     html.Td("{{ t.no_contents }}", colspan=5, classes="text-medium-emphasis")
+        with v3.VCardText(v_if="contents_unloaded.length", classes="pt-0", raw_attrs=_tid("contents-unloaded")):
+            html.Div("{{ t.unloaded_title }}", classes="text-caption font-weight-bold")
+            html.Div("{{ u.text }}", v_for="u in contents_unloaded", key="u.id", classes="text-caption",
+                     raw_attrs=[':data-testid="\'unloaded-\' + u.id"', ':data-reason="u.reason"'])

@@ -1,4 +1,8 @@
-"""Loaded contents (one per load), addressable by id; removing one drops every reference to its volume."""
+"""Loaded contents (one per load), addressable by id; removing one drops every reference to its volume.
+
+With a ``ContentBudget`` the registry also says which contents to unload to stay within the session's memory
+budget (``make_room`` before a load, ``enforce`` after it) and remembers what it unloaded and why.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from webviewer.loading.budget import ContentBudget, Eviction
 from webviewer.loading.volume import CTVolume
 
 CONTENT_ID_PREFIXES = {
@@ -69,15 +74,37 @@ class Content:
         }
 
 
-class ContentRegistry:
-    """Thread-safe registry of loaded contents, in load order."""
+@dataclass(frozen=True)
+class UnloadedContent:
+    """A content the budget unloaded: what it was, the memory it gave back, and why."""
 
-    def __init__(self) -> None:
+    id: str
+    name: str
+    nbytes: int
+    reason: str  # "budget" or "count"
+    detail: str
+    at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "memory_mb": round(self.nbytes / 1e6, 1),
+                "reason": self.reason, "detail": self.detail, "at": self.at}
+
+
+class ContentRegistry:
+    """Thread-safe registry of loaded contents, in load order, optionally kept within a ``ContentBudget``."""
+
+    def __init__(self, budget: ContentBudget | None = None, *, history: int = 10) -> None:
         self._lock = threading.Lock()
         self._items: dict[str, Content] = {}
+        self.budget = budget
+        #: the id of the content the views show (never unloaded by the budget)
+        self.on_screen: str | None = None
+        self._unloaded: list[UnloadedContent] = []
+        self._history = int(history)
 
-    def add(self, result: Any, *, source: str | None = None) -> Content:
-        """Register a LoadResult (content_id, name, mode, volume, metadata; ``source`` if it has one)."""
+    def add(self, result: Any, *, source: str | None = None, on_screen: bool = True) -> Content:
+        """Register a LoadResult (content_id, name, mode, volume, metadata; ``source`` if it has one); by
+        default it becomes the content on screen."""
         src = source if source is not None else str(getattr(result, "source", "") or "")
         content = Content(
             id=result.content_id,
@@ -92,6 +119,8 @@ class ContentRegistry:
             if old is not None:
                 old.volume = None
             self._items[content.id] = content
+            if on_screen:
+                self.on_screen = content.id
         return content
 
     def list(self) -> list[Content]:
@@ -106,6 +135,8 @@ class ContentRegistry:
         """Forget a content and drop its volume reference (memory is freed once no view holds it)."""
         with self._lock:
             content = self._items.pop(content_id, None)
+            if content_id == self.on_screen:
+                self.on_screen = None
         if content is None:
             return False
         content.volume = None
@@ -115,6 +146,7 @@ class ContentRegistry:
         with self._lock:
             items = list(self._items.values())
             self._items.clear()
+            self.on_screen = None
         for content in items:
             content.volume = None
 
@@ -125,3 +157,42 @@ class ContentRegistry:
     def __contains__(self, content_id: object) -> bool:
         with self._lock:
             return content_id in self._items
+
+    # -- the memory budget ----------------------------------------------------------------------------
+    def held_bytes(self) -> int:
+        """Bytes of every registered volume."""
+        with self._lock:
+            return sum(_nbytes(c) for c in self._items.values())
+
+    def make_room(self, incoming_bytes: int, *, extra_bytes: int = 0) -> list[UnloadedContent]:
+        """Before a load of ``incoming_bytes``: unload the oldest contents not on screen until it fits."""
+        return self._apply(max(1, int(incoming_bytes)), int(extra_bytes))
+
+    def enforce(self, *, extra_bytes: int = 0) -> list[UnloadedContent]:
+        """After a load: keep the content on screen and at most ``keep - 1`` before it, within the budget."""
+        return self._apply(0, int(extra_bytes))
+
+    def _apply(self, incoming: int, extra: int) -> list[UnloadedContent]:
+        if self.budget is None:
+            return []
+        with self._lock:
+            held = [(c.id, _nbytes(c)) for c in self._items.values()]
+            plan: list[Eviction] = self.budget.evictions(held, on_screen=self.on_screen, incoming_bytes=incoming,
+                                                         extra_bytes=extra)
+            done = []
+            for ev in plan:
+                content = self._items.pop(ev.content_id)
+                done.append(UnloadedContent(content.id, content.name, ev.nbytes, ev.reason, ev.detail))
+                content.volume = None
+            self._unloaded = (done[::-1] + self._unloaded)[: self._history]
+        return done
+
+    @property
+    def unloaded(self) -> list[UnloadedContent]:
+        """What the budget unloaded, newest first (the last ``history`` of them)."""
+        with self._lock:
+            return list(self._unloaded)
+
+
+def _nbytes(content: Content) -> int:
+    return int(content.volume.nbytes) if content.volume is not None else 0
