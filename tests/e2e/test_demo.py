@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 
 import psutil
 import pytest
@@ -110,3 +113,19 @@ def test_sigterm_stops_every_process_and_frees_every_port(browser, tmp_path, e2e
     assert not alive, [p.pid for p in alive]
     assert all(port_is_free(p) for p in ports), sorted(p for p in ports if not port_is_free(p))
     visitor.context.close()
+
+
+@pytest.mark.demo(sessions=1)
+def test_hostile_launch_requests_are_refused_and_take_no_session(browser, demo):
+    bodies = [b'"application"', b"not json", b'["webviewer"]', b'{"application": "other"}',
+              b'{"application": "webviewer", "secret": "chosen-by-the-page"}', b"x" * 10_000]
+    for body in bodies:
+        req = urllib.request.Request(demo.url + "launcher/", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 400, body
+        assert "launch request" in json.loads(err.value.read())["error"]
+    # the only session of the pool is still there for a real visitor
+    visitor = visit(browser, demo)
+    assert visitor.session is not None and len(visitor.session["secret"]) >= 20

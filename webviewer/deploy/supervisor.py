@@ -121,7 +121,7 @@ class Demo:
         self.proxy_file.write_text("")
         conf = write_launcher_config(config, self.run_dir / "launcher.json")
         env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
-        proc = self._spawn("launcher", [sys.executable, "-m", "wslink.launcher", str(conf)], env=env)
+        proc = self._spawn("launcher", [sys.executable, "-m", "webviewer.deploy.launcher", str(conf)], env=env)
         processes.wait_until(lambda: not processes.port_is_free(self.launcher_port), proc, "the launcher",
                              START_TIMEOUT_S, str(self.run_dir / "launcher.log"))
         log.info("launcher on 127.0.0.1:%d; session ports %d-%d", self.launcher_port, self.first_session_port,
