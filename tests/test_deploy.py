@@ -139,3 +139,29 @@ def test_launcher_page_messages_exist_in_every_language():
     tables = json.loads(path.read_text(encoding="utf-8"))
     assert set(tables["en"]) == set(tables["ko"])
     assert "{n}" in tables["en"]["launcher.full"] and "{n}" in tables["ko"]["launcher.full"]
+
+
+def test_docker_setup_and_generated_config_match_kitwares_image_layout(tmp_path):
+    from webviewer.deploy import docker
+
+    root = Path(__file__).resolve().parents[1] / "deploy"
+    apps_text = (root / "setup" / "apps.yml").read_text(encoding="utf-8")
+    apps = json.loads("\n".join(line for line in apps_text.splitlines() if not line.startswith("#")))
+    expected = docker.session_command("/deploy/server/venv/bin/webviewer", 120).argv()
+    assert apps["webviewer"]["cmd"] == expected
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text('<html data-app-name="trame"><head></head></html>')
+    docker.write_docker_config(sessions=3, idle_timeout_s=120, executable="/deploy/server/venv/bin/webviewer",
+                               launcher_json=tmp_path / "launcher.json", apache_site=tmp_path / "site.conf",
+                               www_dir=www, log_dir=tmp_path)
+    config = json.loads((tmp_path / "launcher.json").read_text())
+    assert config["apps"]["webviewer"]["cmd"] == expected
+    assert config["configuration"]["proxy_file"] == "/opt/trame/proxy-mapping.txt"
+    assert config["resources"][0]["port_range"] == [9001, 9003]
+    site = (tmp_path / "site.conf").read_text()
+    assert "ProxyPass /launcher/ http://127.0.0.1:9000/paraview/" in site
+    assert 'RewriteMap session-to-port "txt:/opt/trame/proxy-mapping.txt"' in site
+    assert (www / "session.html").exists() and 'data-testid="sessions-full"' in (www / "index.html").read_text()
+    assert json.loads((www / "demo.json").read_text())["sessions"] == 3
+    assert "webviewer.deploy.launcher" in (root / "Dockerfile").read_text()

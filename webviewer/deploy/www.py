@@ -37,13 +37,20 @@ def build_www(out: Path, *, sessions: int, app_name: str, python: str = sys.exec
     """Fill ``out``: trame's client, ``session.html``, the launcher page (``index.html``) and ``demo.json``."""
     out.mkdir(parents=True, exist_ok=True)
     write_trame_client(out, python)
-    trame_index = (out / "index.html").read_text(encoding="utf-8")
-    (out / "session.html").write_text(session_page(trame_index, app_name), encoding="utf-8")
-    for item in LAUNCHER_STATIC.iterdir():
-        shutil.copy(item, out / item.name)
-    (out / "demo.json").write_text(json.dumps({"application": app_name, "sessions": sessions}), encoding="utf-8")
+    overlay_launcher_page(out, sessions=sessions, app_name=app_name)
     make_readable(out)
     return out
+
+
+def overlay_launcher_page(www: Path, *, sessions: int, app_name: str) -> None:
+    """Over trame's generated client in ``www``: its page becomes ``session.html``; the launcher page becomes
+    ``index.html``; ``demo.json`` tells the launcher page the application and the session count."""
+    if not (www / "session.html").exists():  # not yet overlaid: index.html is still trame's page
+        trame_index = (www / "index.html").read_text(encoding="utf-8")
+        (www / "session.html").write_text(session_page(trame_index, app_name), encoding="utf-8")
+    for item in LAUNCHER_STATIC.iterdir():
+        shutil.copy(item, www / item.name)
+    (www / "demo.json").write_text(json.dumps({"application": app_name, "sessions": sessions}), encoding="utf-8")
 
 
 def make_readable(root: Path) -> None:
