@@ -77,7 +77,7 @@ class Demo:
         return ports
 
 
-def start_demo(tmp: Path, e2e_data: dict, *, sessions: int, idle_timeout: int) -> Demo:
+def start_demo(tmp: Path, e2e_data: dict, *, sessions: int, idle_timeout: int, samples: str = "tiny") -> Demo:
     """`webviewer-demo --sessions N --idle-timeout S` on a free port, with the e2e data folder; waits until the
     front door serves its page."""
     require(shutil.which("apache2") or Path("/usr/sbin/apache2").exists(),
@@ -85,7 +85,7 @@ def start_demo(tmp: Path, e2e_data: dict, *, sessions: int, idle_timeout: int) -
     port = free_port()
     log_path = tmp / f"demo-{port}.log"
     env = {**os.environ, "WEBVIEWER_DATA_DIR": str(e2e_data["cache"])}
-    cmd = [str(Path(sys.executable).with_name("webviewer-demo")), "--port", str(port), "--samples", "tiny",
+    cmd = [str(Path(sys.executable).with_name("webviewer-demo")), "--port", str(port), "--samples", samples,
            "--data-dir", str(e2e_data["data"]), "--sessions", str(sessions), "--idle-timeout", str(idle_timeout)]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
