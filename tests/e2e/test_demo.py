@@ -6,6 +6,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
@@ -104,8 +105,12 @@ def test_sigterm_stops_every_process_and_frees_every_port(browser, tmp_path, e2e
         ports = demo.listening_ports()
         assert demo.port in ports and len(ports) >= 4  # front door, launcher, API, the session
         names = " ".join(" ".join(p.cmdline()) for p in procs)
-        assert "apache2" in names and "wslink.launcher" in names and "webviewer-api" in names
+        assert "apache2" in names and "webviewer.deploy.launcher" in names and "webviewer-api" in names
         assert visitor.session["secret"] in names
+        # Apache's access log has the session page, but not the secret in its query
+        conf = next(a for p in procs for a in p.cmdline() if a.endswith("httpd.conf"))
+        access = (Path(conf).parent / "access.log").read_text()
+        assert "/session.html" in access and visitor.session["secret"] not in access
     finally:
         code = stop_demo(demo)
     assert code == 0, demo.log()[-3000:]

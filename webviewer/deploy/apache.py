@@ -47,7 +47,8 @@ def global_section(door: FrontDoor, *, modules_dir: Path = MODULES_DIR, run_as_r
         f'DefaultRuntimeDir "{door.run_dir}"',
         f'PidFile "{door.run_dir}/apache2.pid"',
         f'ErrorLog "{door.run_dir}/error.log"',
-        'LogFormat "%h %t \\"%r\\" %>s %b %D" demo',
+        # the path without its query: session.html?...&secret=... must not land in a log file
+        'LogFormat "%h %t \\"%m %U %H\\" %>s %b %D" demo',
         f'CustomLog "{door.run_dir}/access.log" demo',
         "LogLevel warn",
         "TypesConfig /etc/mime.types",
