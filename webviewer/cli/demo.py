@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
     p.add_argument("--samples", default=None, help="samples to serve: tiny,medium,seed (default all)")
     p.add_argument("--api", default=None, metavar="URL", help="use this CT API instead of starting one")
-    p.add_argument("--orthanc", action="append", default=[], metavar="URL",
-                   help="also offer this Orthanc's series (repeatable)")
+    p.add_argument("--orthanc", default=None, metavar="URL",
+                   help="also offer this Orthanc's series (credentials: WEBVIEWER_ORTHANC_USER/_PASSWORD/_TOKEN, "
+                        "which every session inherits)")
     p.add_argument("--orthanc-only", action="store_true", help="only Orthanc's series; no CT API")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
@@ -48,8 +49,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         sessions = args.sessions
         log.info("sessions: %d (--sessions)", sessions)
     session_args: list[str] = []
-    for url in args.orthanc:
-        session_args += ["--orthanc", url]
+    if args.orthanc:
+        session_args += ["--orthanc", args.orthanc]
     if args.orthanc_only:
         session_args.append("--orthanc-only")
     return DemoOptions(host=args.host, port=args.port, sessions=sessions, idle_timeout_s=args.idle_timeout,
