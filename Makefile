@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run api test lint bench clean
+.PHONY: install run api demo test lint bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ run: install
 
 api: install
 	$(BIN)/webviewer-api
+
+# one session process per visitor behind Apache (needs apache2); see README "Demo deployment"
+demo: install
+	$(BIN)/webviewer-demo --port 8080
 
 lint: install
 	$(BIN)/ruff check webviewer tests

@@ -92,6 +92,7 @@ class WebViewerApp(TrameApp):
         self.state.lang_items = i18n.languages()
         self._memory_task: asyncio.Task | None = None
         self.ui, self.views.views, self.chart = self._build_ui()
+        self.state.trame__template_error = self._session_ended_template()
         if api_catalog is not None:
             self.ctrl.on_server_bind.add(self._mount_api)
         self.ctrl.on_server_ready.add_task(self._on_ready)
@@ -100,6 +101,12 @@ class WebViewerApp(TrameApp):
         from webviewer.app.ui import build_layout
 
         return build_layout(self.server, self.ctrl, self.renderer.render_windows)
+
+    @staticmethod
+    def _session_ended_template() -> str:
+        from webviewer.app.ui import SESSION_ENDED_TEMPLATE
+
+        return SESSION_ENDED_TEMPLATE
 
     # -- server life cycle ----------------------------------------------------------------------------
     def _mount_api(self, wslink_server: Any) -> None:

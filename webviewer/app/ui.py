@@ -43,6 +43,20 @@ CSS = """
 """
 
 
+#: shown by trame's client in place of the page when its WebSocket closes (``trame__template_error``): the
+#: session process stopped (idle timeout, crash, demo stopped). Reload goes back to the demo's launcher page.
+SESSION_ENDED_TEMPLATE = """
+<div data-testid="session-ended" role="alert" style="display: flex; flex-direction: column; align-items: center;
+     justify-content: center; min-height: 100vh; gap: 16px; padding: 24px; text-align: center;
+     font-family: Roboto, sans-serif; background: #263238; color: #eceff1;">
+  <h2 style="margin: 0">{{ t.session_ended_title }}</h2>
+  <p style="max-width: 560px; margin: 0">{{ t.session_ended }}</p>
+  <a href="./" data-testid="session-reload" style="background: #1976d2; color: #fff; padding: 10px 24px;
+     border-radius: 4px; text-decoration: none">{{ t.session_reload }}</a>
+</div>
+"""
+
+
 def _tid(name: str) -> list[str]:
     return [f'data-testid="{name}"']
 
