@@ -17,7 +17,9 @@ import numpy as np
 
 from webviewer.errors import DicomError
 from webviewer.loading import dicom
+from webviewer.loading.frame_steps import frame_slices
 from webviewer.loading.geometry import LoadWarning
+from webviewer.loading.members import Divert
 from webviewer.loading.metrics import MetricsRecorder
 from webviewer.loading.progress import LoadState, ProgressReporter
 from webviewer.loading.result import LoadOptions
@@ -35,6 +37,9 @@ from webviewer.loading.zipdir import ZipEntry, streamable_directory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: PoC2 unzips an archive with a member this large by stream-unzip, so that a multi-frame member is diverted
+#: frame by frame instead of being inflated whole (one such member gains nothing from parallel inflating)
+LARGE_MEMBER_BYTES = 16 << 20
 
 
 def no_slices_error(skipped: list[str]) -> DicomError:
@@ -239,17 +244,22 @@ class LoadRun:
             bridge.cancel()  # unblocks a producer waiting for space if the worker stopped early
 
     # -- members: a ZIP (stream-unzip / zipfile), or a source that splits its body itself (DICOMweb) -------------
-    def stream_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
-        """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``."""
+    def stream_members(
+        self, chunks: Iterable[bytes], consumed: Callable[[], int], divert: Divert | None = None
+    ) -> Iterator[Member]:
+        """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``; ``divert``
+        streams multi-frame members to a sink (PoC2)."""
         hook = getattr(self.source, "stream_members", None)
         if hook is not None:
             return hook(chunks, self.limits, consumed)
         if not self.options.probe_central_directory or self.options.inflate_workers < 1:
             log.info("unzipping with stream-unzip, one member after another (the directory was not asked for)")
-            return iter_stream_members(chunks, self.limits, consumed=consumed)
-        return self._directory_members(chunks, consumed)
+            return iter_stream_members(chunks, self.limits, consumed=consumed, divert=divert)
+        return self._directory_members(chunks, consumed, divert)
 
-    def _directory_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
+    def _directory_members(
+        self, chunks: Iterable[bytes], consumed: Callable[[], int], divert: Divert | None = None
+    ) -> Iterator[Member]:
         probe = asyncio.run_coroutine_threadsafe(self.source.directory(), self.loop)  # alongside the download
         try:
             it = iter(chunks)
@@ -259,14 +269,17 @@ class LoadRun:
             raise
         stream = it if first is None else itertools.chain((first,), it)
         entries = self._streamable_directory(probe)
-        if entries is None:
+        if divert is not None and entries is not None and any(e.size >= LARGE_MEMBER_BYTES for e in entries):
+            log.info("unzipping with stream-unzip: a member of %d MB or more may hold frames to stream", LARGE_MEMBER_BYTES >> 20)
+            entries = None
+        elif entries is None:
             log.info("unzipping with stream-unzip, one member after another (no usable central directory)")
         else:
             log.info("unzipping by the central directory: %d members, %d inflated at once",
                      len(entries), self.options.inflate_workers)
         yield from iter_zip_members(
             stream, self.limits, consumed=consumed, entries=entries, submit=submit_inflate,
-            workers=self.options.inflate_workers, archive_bytes=self.source.size,
+            workers=self.options.inflate_workers, archive_bytes=self.source.size, divert=divert,
         )
 
     def _streamable_directory(self, job: concurrent.futures.Future) -> list[ZipEntry] | None:
@@ -308,6 +321,8 @@ class LoadRun:
         """The member's slice header, or None (and the member is recorded as skipped) if it is not an image slice."""
         try:
             header = dicom.read_header(m.name, m.data)
+        except dicom.MultiFrameImage:
+            raise  # the caller reads its frames (frame_steps)
         except dicom.NotAnImageSlice as exc:
             self.skip(m.name, exc.reason)
             return None
@@ -322,7 +337,11 @@ class LoadRun:
             self.check_stop()
             if m.data is None:
                 continue
-            header = self.read_slice_header(m)
+            try:
+                header = self.read_slice_header(m)
+            except dicom.MultiFrameImage:
+                slices.extend(frame_slices(self, m))
+                continue
             if header is None:
                 continue
             if not slices:

@@ -38,13 +38,13 @@ import queue
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import stream_unzip as su
 
 from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
 from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
 from webviewer.loading.limits import Limits
+from webviewer.loading.members import DIVERT_PROBE_BYTES, Divert, Member, MemberSink, divert_member
 from webviewer.loading.zipdir import (
     LOCAL_HEADER,
     LOCAL_SIGNATURE,
@@ -200,15 +200,6 @@ class Prefetch:
             self._job.result()
 
 
-@dataclass
-class Member:
-    """One archive member: its bytes, or why it was skipped (bytes then None)."""
-
-    name: str
-    data: bytes | None
-    skip_reason: str | None = None
-
-
 def _decode_name(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -266,12 +257,15 @@ def iter_stream_members(
     *,
     consumed: Callable[[], int] | None = None,
     on_member_bytes: Callable[[int], None] | None = None,
+    divert: Divert | None = None,
 ) -> Iterator[Member]:
     """Stream-unzip ``chunks`` and yield each member whole, the moment its last byte (and CRC) checks out.
 
     Junk names (``__MACOSX/``, ``.DS_Store``, directories) are drained without keeping their bytes. Limits:
     member count, per-member and total uncompressed bytes, and the compression ratio against ``consumed()``
-    (compressed bytes read so far) are checked as bytes come out, before they pile up.
+    (compressed bytes read so far) are checked as bytes come out, before they pile up. ``divert(name, head)`` is
+    asked once per member when DIVERT_PROBE_BYTES have come out: a sink it returns gets the member's bytes as they
+    come (never held whole, so the streaming limit does not apply) and the member is yielded ``streamed``.
     """
     name: str | None = None
     total = 0
@@ -284,25 +278,37 @@ def iter_stream_members(
             if size is not None:
                 limits.check_member(name, size)
                 limits.check_total(total + size)
-                _check_streamable(name, size, limits)
+                if divert is None:
+                    _check_streamable(name, size, limits)
             reason = _skip_reason(name)
             parts: list[bytes] = []
             nbytes = 0
+            sink: MemberSink | None = None
+            ask = divert is not None and reason is None
             for part in member_chunks:
                 nbytes += len(part)
                 total += len(part)
                 if nbytes > limits.max_member_bytes:
                     limits.check_member(name, nbytes)
-                if nbytes > limits.max_stream_member_bytes:
+                if sink is None and nbytes > limits.max_stream_member_bytes:
                     _check_streamable(name, nbytes, limits)
                 if total > limits.max_total_bytes:
                     limits.check_total(total)
                 if consumed is not None:
                     limits.check_ratio(total, consumed())
-                if reason is None:
+                if sink is not None:
+                    sink.feed(part)
+                elif reason is None:
                     parts.append(part)
                     if on_member_bytes is not None:
                         on_member_bytes(len(part))
+                    if ask and nbytes >= DIVERT_PROBE_BYTES:
+                        ask = False
+                        sink = divert_member(divert, name, parts)  # type: ignore[arg-type]
+            if sink is not None:
+                sink.close()
+                yield Member(name, None, None, streamed=True)
+                continue
             if reason is not None:
                 yield Member(name, None, reason)
                 continue
@@ -369,15 +375,17 @@ def iter_zip_members(
     archive_bytes: int | None = None,
     submit: Callable[..., concurrent.futures.Future] | None = None,
     workers: int = 2,
+    divert: Divert | None = None,
 ) -> Iterator[Member]:
     """The members of a streamed ZIP, in stream order, each the moment it is complete and checked.
 
     With the central directory (``entries`` from ``zipdir.streamable_directory``) members are cut by offset
     and inflated ``workers`` at once on ``submit``'s threads; without it, or if the stream's first member is
-    not what the directory says, stream-unzip inflates them one after the other.
+    not what the directory says, stream-unzip inflates them one after the other (and offers ``divert`` each
+    member, see :func:`iter_stream_members`).
     """
     if entries is None or submit is None:
-        yield from iter_stream_members(chunks, limits, consumed=consumed)
+        yield from iter_stream_members(chunks, limits, consumed=consumed, divert=divert)
         return
     check_directory_limits(entries, limits, archive_bytes or sum(e.compressed_size for e in entries))
     for entry in entries:
@@ -389,7 +397,7 @@ def iter_zip_members(
             yield Member(entry.name, data, reason)
     except DirectoryMismatch as mismatch:
         log.warning("the archive's first member does not match its central directory; unzipping it in order")
-        yield from iter_stream_members(mismatch.replay, limits, consumed=consumed)
+        yield from iter_stream_members(mismatch.replay, limits, consumed=consumed, divert=divert)
 
 
 def extract_all(
