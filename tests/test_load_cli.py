@@ -15,7 +15,7 @@ from tests.pipeline_helpers import make_zip, synthetic_files
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {
-    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype",
+    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype", "frames", "sop_class",
     "timings", "bytes", "memory", "warnings", "skipped_files", "fallback",
 }  # fmt: skip
 

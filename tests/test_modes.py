@@ -28,7 +28,7 @@ STATES = {
     "stream-dicom": ["downloading", "ready", "dicom loading", "finished"],
 }
 JSON_KEYS = {
-    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype",
+    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype", "frames", "sop_class",
     "timings", "bytes", "memory", "warnings", "skipped_files", "fallback",
 }  # fmt: skip
 

@@ -50,7 +50,6 @@ def frame_slices(run: LoadRun, m: Member) -> list[tuple[Any, np.ndarray]]:
     out: list[tuple[Any, np.ndarray]] = []
 
     def on_header(frames: dicom.FrameSet) -> None:
-        dicom.check_frame_volume(frames, run.limits.max_volume_bytes)
         log.info("%s: %d frames of %s", m.name, frames.count, dicom.sop_class_name(frames.headers[0].sop_class))
 
     def on_frame(header: dicom.SliceHeader, data) -> None:
@@ -80,7 +79,7 @@ def place_frames(run: LoadRun, buffer: SliceBuffer, m: Member) -> bool:
 
 def _read_or_skip(run: LoadRun, m: Member, on_header, on_frame) -> bool:
     try:
-        dicom.read_frames(m.name, m.data, on_header, on_frame)  # type: ignore[arg-type]
+        dicom.read_frames(m.name, m.data, on_header, on_frame, run.limits.max_volume_bytes)  # type: ignore[arg-type]
     except dicom.NotAnImageSlice as exc:
         run.skip(m.name, exc.reason)
         return False
@@ -94,8 +93,7 @@ class FramePlacer:
         self.run, self.buffer, self.name = run, buffer, name
 
     def on_header(self, frames: dicom.FrameSet) -> None:
-        """Check the volume limit and reserve the slots before any frame is decoded."""
-        dicom.check_frame_volume(frames, self.run.limits.max_volume_bytes)
+        """Reserve the slots before any frame is decoded (the volume limit was checked on the header)."""
         self.buffer.expect(frames.count, self.name)
         reporter = self.run.reporter
         others = max((reporter.slices_total or 1) - 1, self.buffer.placed)
@@ -120,7 +118,7 @@ class FrameSink:
         self.run, self.name, self.nbytes = run, name, 0
         self.skip_reason: str | None = None
         placer = FramePlacer(run, buffer, name)
-        self.stream = dicom.FrameStream(name, placer.on_header, placer.on_frame)
+        self.stream = dicom.FrameStream(name, placer.on_header, placer.on_frame, run.limits.max_volume_bytes)
 
     def feed(self, part: bytes) -> None:
         self.run.check_stop()

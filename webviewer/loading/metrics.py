@@ -198,6 +198,8 @@ class LoadMetrics:
     peak_above_baseline_bytes: int
     volume_bytes: int
     components_peak_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0))
+    #: bytes downloaded when the first slice (or frame) was placed
+    bytes_at_first_slice: int | None = None
 
 
 class MetricsRecorder:
@@ -211,6 +213,7 @@ class MetricsRecorder:
         self._state: str | None = None
         self._state_t = self.t0
         self.first_slice_s: float | None = None
+        self.bytes_at_first_slice: int | None = None
         self.bytes_downloaded = 0
         self.bytes_dicom = 0
         self.components = ComponentTracker()
@@ -233,6 +236,7 @@ class MetricsRecorder:
     def first_slice(self) -> None:
         if self.first_slice_s is None:
             self.first_slice_s = self._clock() - self.t0
+            self.bytes_at_first_slice = self.bytes_downloaded
 
     def finish(self, volume_bytes: int) -> LoadMetrics:
         """Close the running state and return the metrics; stops the memory probe."""
@@ -253,6 +257,7 @@ class MetricsRecorder:
             peak_above_baseline_bytes=max(0, peak - base),
             volume_bytes=volume_bytes,
             components_peak_bytes=dict(self.components.peak),
+            bytes_at_first_slice=self.bytes_at_first_slice,
         )
 
     def abort(self) -> None:

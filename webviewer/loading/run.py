@@ -144,7 +144,7 @@ class LoadRun:
         for name in ("zip", "files", "datasets", "volume"):
             self.metrics.components.release(name)
         self.reporter.reset_counters()
-        self.metrics.first_slice_s = None
+        self.metrics.first_slice_s = self.metrics.bytes_at_first_slice = None
 
     # -- worker threads ------------------------------------------------------------------------------------
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:

@@ -54,8 +54,15 @@ class FrameStream:
     """Feed a multi-frame file's bytes in order; ``on_header`` sees the frames before any pixel, ``on_frame``
     gets each frame's header (``pixel_offset`` 0) and buffer."""
 
-    def __init__(self, name: str, on_header: Callable[[FrameSet], None], on_frame: FrameSink) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_header: Callable[[FrameSet], None],
+        on_frame: FrameSink,
+        max_volume_bytes: int | None = None,
+    ) -> None:
         self.name = name
+        self.max_volume_bytes = max_volume_bytes
         self.on_header, self.on_frame = on_header, on_frame
         self.frames: FrameSet | None = None
         self.emitted = 0
@@ -113,7 +120,7 @@ class FrameStream:
                 raise DicomError(f"{self.name}: the multi-frame header is over {MAX_HEADER_BYTES >> 20} MB; refused.")
             self._next_try = max(self._head_bytes * 2, 1 << 16)
             return
-        fs = read_frame_set(self.name, head, pos)
+        fs = read_frame_set(self.name, head, pos, self.max_volume_bytes)
         self.on_header(fs)
         self.frames = fs
         self._head = []
@@ -261,8 +268,14 @@ def decode_frame(header: SliceHeader, compressed: bytes) -> tuple[SliceHeader, n
     return native, arr
 
 
-def read_frames(name: str, data: bytes, on_header: Callable[[FrameSet], None], on_frame: FrameSink) -> FrameSet:
+def read_frames(
+    name: str,
+    data: bytes,
+    on_header: Callable[[FrameSet], None],
+    on_frame: FrameSink,
+    max_volume_bytes: int | None = None,
+) -> FrameSet:
     """Every frame of a multi-frame file held whole (batch, PoC1, a folder): native frames are views of ``data``."""
-    stream = FrameStream(name, on_header, on_frame)
+    stream = FrameStream(name, on_header, on_frame, max_volume_bytes)
     stream.feed(data)
     return stream.close()

@@ -50,21 +50,21 @@ class FrameSet:
         return len(self.headers)
 
     @property
-    def volume_nbytes(self) -> int:
-        """Bytes of the HU volume these frames make (int16 or float32 per the first frame's rescale)."""
-        h = self.headers[0]
-        itemsize = max(4 if any(f.hu_dtype.itemsize == 4 for f in self.headers) else 2, h.bits_allocated // 8)
-        return h.rows * h.columns * self.count * itemsize
+    def itemsize(self) -> int:
+        """Bytes per voxel of the HU volume: float32 if any frame's rescale needs it, else int16."""
+        return 4 if any(f.hu_dtype.itemsize == 4 for f in self.headers) else 2
 
 
-def check_frame_volume(frames: FrameSet, max_volume_bytes: int | None) -> None:
-    """Refuse frames whose volume would exceed ``max_volume_bytes`` before anything is allocated or decoded."""
-    need = frames.volume_nbytes
+def check_frame_volume(
+    name: str, rows: int, columns: int, frames: int, itemsize: int, max_volume_bytes: int | None
+) -> None:
+    """Rows x Columns x frames x bytes per voxel against ``max_volume_bytes``, before any frame header is built,
+    any slot allocated or any frame decoded (a hostile NumberOfFrames must not cost memory)."""
+    need = rows * columns * frames * itemsize
     if max_volume_bytes is not None and need > max_volume_bytes:
-        h = frames.headers[0]
         raise LimitExceededError(
-            f"{frames.name}: {frames.count} frames of {h.columns}x{h.rows} need {need / 1e6:.0f} MB, above the "
-            f"limit max_volume_bytes = {max_volume_bytes / 1e6:.0f} MB. Raise the limit if you trust the source."
+            f"{name}: {frames} frames of {columns}x{rows} need {need / 1e6:.0f} MB, above the limit "
+            f"max_volume_bytes = {max_volume_bytes / 1e6:.0f} MB. Raise the limit if you trust the source."
         )
 
 
@@ -192,9 +192,11 @@ def _pixel_element(name: str, head: bytes, pos: int, ts: str) -> tuple[int, int]
     return pos + 8, int.from_bytes(head[pos + 6 : pos + 8], "big" if big else "little")
 
 
-def read_frame_set(name: str, head: bytes, pixel_pos: int) -> FrameSet:
+def read_frame_set(name: str, head: bytes, pixel_pos: int, max_volume_bytes: int | None = None) -> FrameSet:
     """The frames of a multi-frame file from its header bytes; ``head`` runs at least 12 bytes past ``pixel_pos``
-    (the offset of the PixelData tag). Raises NotAnImageSlice (not a volume) or DicomError (damaged)."""
+    (the offset of the PixelData tag). Raises NotAnImageSlice (not a volume), DicomError (damaged) or
+    LimitExceededError (the frames would exceed ``max_volume_bytes``; checked first at 2 bytes per voxel, again
+    at float32 when a frame's rescale needs it)."""
     try:
         ds = pydicom.dcmread(io.BytesIO(head[:pixel_pos]), stop_before_pixels=True, force=True)
     except Exception as exc:
@@ -203,8 +205,12 @@ def read_frame_set(name: str, head: bytes, pixel_pos: int) -> FrameSet:
     ts = str(meta.get("TransferSyntaxUID", "") or "1.2.840.10008.1.2.1")
     sop_class = str(meta.get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", "") or "")
     frames = int(ds.get("NumberOfFrames") or 1)
+    if frames < 1:
+        raise DicomError(f"{name}: NumberOfFrames is {frames}. The file is damaged; export it again.")
     common = _common(ds, ts, sop_class, frames)
     _check_image(name, common, ds)
+    rows, columns = common["rows"], common["columns"]
+    check_frame_volume(name, rows, columns, frames, 2, max_volume_bytes)
     start, length = _pixel_element(name, head, pixel_pos, ts)
     frame_bytes = common["rows"] * common["columns"] * common["bits_allocated"] // 8
     encapsulated = length == 0xFFFFFFFF
@@ -230,6 +236,8 @@ def read_frame_set(name: str, head: bytes, pixel_pos: int) -> FrameSet:
     headers = [
         _frame_header(ds, base, [per_frame[i] if per_frame else None, shared], i, name) for i in range(frames)
     ]
+    if any(h.hu_dtype.itemsize == 4 for h in headers):
+        check_frame_volume(name, rows, columns, frames, 4, max_volume_bytes)
     eot = ds.get("ExtendedOffsetTable")
     offsets = tuple(int.from_bytes(eot[i : i + 8], "little") for i in range(0, len(eot), 8)) if eot else None
     return FrameSet(name, headers, frame_bytes, start, -1 if encapsulated else length, encapsulated, offsets)
