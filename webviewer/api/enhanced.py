@@ -8,8 +8,10 @@ in ``PerFrameFunctionalGroupsSequence``. Frames keep the slices' stored pixel va
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -127,3 +129,26 @@ def _per_frame(ds: Dataset, k: int, per_frame_rescale: bool) -> Dataset:
     if per_frame_rescale:
         group.PixelValueTransformationSequence = DicomSequence([_transformation(ds)])
     return group
+
+
+def write_enhanced_series(folder: str | os.PathLike, spec, *, progress: bool = False) -> Path:
+    """The phantom of ``spec`` (``webviewer.api.samples.SeriesSpec``) as one Enhanced CT file in ``folder``,
+    frames in shuffled order (a reader sorts them by position)."""
+    from .samples import _slice_dataset, _template
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = spec.series_uid or generate_uid()
+    template = _template(spec, spec.study_uid or generate_uid(), series_uid,
+                         generate_uid(entropy_srcs=[series_uid, "frame"]))
+    indices = range(spec.n_slices)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc=f"writing {folder.name}", unit="frame", leave=False)
+    slices = [_slice_dataset(spec, template, k, series_uid) for k in indices]
+    ds = enhanced_from_slices(slices, shuffle_seed=spec.seed, series_uid=series_uid)
+    slices.clear()
+    path = folder / "CT_ENHANCED.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -230,6 +230,8 @@ class SampleInfo:
     name: str
     description: str
     spec: SeriesSpec = field(hash=False, compare=False)
+    #: written as one Enhanced CT (multi-frame) file instead of one file per slice
+    enhanced: bool = False
 
 
 SAMPLES: dict[str, SampleInfo] = {
@@ -253,11 +255,20 @@ SAMPLES: dict[str, SampleInfo] = {
                        description="Synthetic chest CT seed size", series_uid="1.2.826.0.1.3680043.8.498.1003.1",
                        study_uid="1.2.826.0.1.3680043.8.498.1003.0"),
         ),
+        SampleInfo(
+            "sample-seed-enhanced", "Sample chest CT (seed size, Enhanced CT)",
+            "The seed-sized phantom as one Enhanced CT file of 380 frames (multi-frame), about 200 MB",
+            SeriesSpec(rows=512, columns=512, slices=380, pixel_spacing=(0.7, 0.7), slice_spacing=1.0, seed=3,
+                       description="Synthetic chest CT seed size, Enhanced CT",
+                       series_uid="1.2.826.0.1.3680043.8.498.1003.2", study_uid="1.2.826.0.1.3680043.8.498.1003.0"),
+            enhanced=True,
+        ),
     )
 }
 
 #: short names (CLI ``--samples tiny,medium,seed``) to ids
-SAMPLE_ALIASES = {"tiny": "sample-tiny", "medium": "sample-medium", "seed": "sample-seed"}
+SAMPLE_ALIASES = {"tiny": "sample-tiny", "medium": "sample-medium", "seed": "sample-seed",
+                  "seed-enhanced": "sample-seed-enhanced"}
 
 
 def default_data_dir() -> Path:
@@ -317,7 +328,12 @@ def _generate_sample(info: SampleInfo, zip_path: Path, meta_path: Path, progress
     spec = info.spec
     with tempfile.TemporaryDirectory(prefix=f".{info.id}.", dir=zip_path.parent) as tmp:
         folder = Path(tmp) / info.id
-        paths = write_series(folder, spec, shuffle_names=True, progress=progress)
+        if info.enhanced:
+            from .enhanced import write_enhanced_series
+
+            paths = [write_enhanced_series(folder, spec, progress=progress)]
+        else:
+            paths = write_series(folder, spec, shuffle_names=True, progress=progress)
         dicom_bytes = sum(p.stat().st_size for p in paths)
         # deflate level 3: as small as level 6 on noisy CT (within 0.5 %), three times faster
         zip_folder(folder, zip_path, shuffle=True, seed=spec.seed, compresslevel=3)
@@ -327,6 +343,7 @@ def _generate_sample(info: SampleInfo, zip_path: Path, meta_path: Path, progress
         "description": info.description,
         "modality": "CT",
         "slices": spec.n_slices,
+        "frames": spec.n_slices if info.enhanced else 0,
         "rows": spec.rows,
         "columns": spec.columns,
         "dicom_bytes": dicom_bytes,
