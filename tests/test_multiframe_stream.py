@@ -84,7 +84,7 @@ def test_frame_stream_layouts_and_chunk_sizes(slicer_slices, reference, chunk):
 
 @pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("syntax", ["native", "rle"])
-@pytest.mark.parametrize("mode", ["stream-files", "stream-dicom", "stream-dicom-prefetch"])
+@pytest.mark.parametrize("mode", ["stream-files", "stream-dicom", "stream-dicom-prefetch", "stream-dicom-unzip"])
 async def test_streamed_multiframe_chunk_sizes(tmp_path, slicer_slices, monkeypatch, mode, syntax, chunk):
     monkeypatch.setattr(run_mod, "LARGE_MEMBER_BYTES", 0)
     classic = tmp_path / "c.zip"
@@ -93,7 +93,10 @@ async def test_streamed_multiframe_chunk_sizes(tmp_path, slicer_slices, monkeypa
     enhanced = tmp_path / "e.zip"
     enhanced.write_bytes(make_zip([("e.dcm", enhanced_bytes(slicer_slices, syntax=syntax))]))
     monkeypatch.setattr(source_mod, "CHUNK_BYTES", chunk)
-    options = LoadOptions(prefetch_members=3) if mode.endswith("prefetch") else None
-    r = await load(enhanced, mode.removesuffix("-prefetch"), options=options)
+    options = {  # the directory path (default), and stream-unzip (no directory) with its own divert
+        "stream-dicom-prefetch": LoadOptions(prefetch_members=3),
+        "stream-dicom-unzip": LoadOptions(probe_central_directory=False),
+    }.get(mode)
+    r = await load(enhanced, mode.removesuffix("-prefetch").removesuffix("-unzip"), options=options)
     assert np.array_equal(r.volume.hu, ref.hu) and r.volume.origin == ref.origin
     assert r.metrics.bytes_downloaded == enhanced.stat().st_size

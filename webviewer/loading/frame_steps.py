@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from webviewer.loading import dicom
-from webviewer.loading.members import Member, MemberSink
+from webviewer.loading.members import Member, MemberSink, ThreadedSink
 
 if TYPE_CHECKING:
     from webviewer.loading.run import LoadRun
@@ -130,6 +130,9 @@ class FrameSink:
         except dicom.NotAnImageSlice as exc:  # not a volume after all (no positions): drain it, list it
             self.skip_reason = exc.reason
 
+    def abort(self) -> None:
+        """Nothing to stop: the frames placed so far go with the buffer."""
+
     def close(self) -> None:
         run = self.run
         if self.skip_reason is not None:
@@ -145,9 +148,11 @@ class FrameSink:
 def divert_for(run: LoadRun, buffer: SliceBuffer):
     """The unzip ``divert`` hook of a PoC2 load: multi-frame members stream into ``buffer`` frame by frame."""
 
+    from webviewer.loading.run import submit  # (run imports this module)
+
     def divert(name: str, head: bytes) -> MemberSink | None:
         if number_of_frames(head) < 2:
             return None
-        return FrameSink(run, buffer, name)
+        return ThreadedSink(FrameSink(run, buffer, name), submit)  # inflate here, place there
 
     return divert

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +28,8 @@ class MemberSink(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 #: ``divert(name, head)``: a sink for this member, or None to keep it whole
 Divert = Callable[[str, bytes], "MemberSink | None"]
@@ -40,3 +45,64 @@ def divert_member(divert: Divert, name: str, parts: list[bytes]) -> MemberSink |
         parts.clear()
         sink.feed(head)
     return sink
+
+
+class ThreadedSink:
+    """A MemberSink that hands its parts to ``sink`` on another thread (``submit``'s), so that inflating one
+    member and placing its frames use two cores. At most ``max_bytes`` wait in between (the inflater then waits);
+    the other thread's error is raised by the next ``feed`` or by ``close``."""
+
+    def __init__(self, sink: MemberSink, submit: Callable, max_bytes: int = 8 << 20) -> None:
+        self.sink, self.max_bytes = sink, max_bytes
+        self._parts: collections.deque[bytes | None] = collections.deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._job = submit(self._run)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._parts and not self._aborted:
+                        self._cond.wait()
+                    if self._aborted:
+                        return
+                    part = self._parts.popleft()
+                    self._bytes -= len(part) if part is not None else 0
+                    self._cond.notify_all()
+                if part is None:
+                    self.sink.close()
+                    return
+                self.sink.feed(part)
+        except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _put(self, part: bytes | None) -> None:
+        with self._cond:
+            while self._bytes >= self.max_bytes and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            self._parts.append(part)
+            self._bytes += len(part) if part is not None else 0
+            self._cond.notify_all()
+
+    def feed(self, part: bytes) -> None:
+        self._put(part)
+
+    def close(self) -> None:
+        self._put(None)
+        self._job.result()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """The member failed on the feeding side: stop the other thread and wait for it."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+        concurrent.futures.wait([self._job])

@@ -37,8 +37,8 @@ from webviewer.loading.zipdir import ZipEntry, streamable_directory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: PoC2 unzips an archive with a member this large by stream-unzip, so that a multi-frame member is diverted
-#: frame by frame instead of being inflated whole (one such member gains nothing from parallel inflating)
+#: PoC2 on the directory path inflates a member this large as it arrives (not in one call), so that a multi-frame
+#: member is placed frame by frame while it downloads
 LARGE_MEMBER_BYTES = 16 << 20
 
 
@@ -269,10 +269,7 @@ class LoadRun:
             raise
         stream = it if first is None else itertools.chain((first,), it)
         entries = self._streamable_directory(probe)
-        if divert is not None and entries is not None and any(e.size >= LARGE_MEMBER_BYTES for e in entries):
-            log.info("unzipping with stream-unzip: a member of %d MB or more may hold frames to stream", LARGE_MEMBER_BYTES >> 20)
-            entries = None
-        elif entries is None:
+        if entries is None:
             log.info("unzipping with stream-unzip, one member after another (no usable central directory)")
         else:
             log.info("unzipping by the central directory: %d members, %d inflated at once",
@@ -280,6 +277,7 @@ class LoadRun:
         yield from iter_zip_members(
             stream, self.limits, consumed=consumed, entries=entries, submit=submit_inflate,
             workers=self.options.inflate_workers, archive_bytes=self.source.size, divert=divert,
+            stream_min=LARGE_MEMBER_BYTES,
         )
 
     def _streamable_directory(self, job: concurrent.futures.Future) -> list[ZipEntry] | None:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import stream_unzip as su
 
-from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
+from webviewer.errors import ArchiveError, NotStreamableError, WebViewerError
 from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
 from webviewer.loading.limits import Limits
 from webviewer.loading.members import DIVERT_PROBE_BYTES, Divert, Member, MemberSink, divert_member
@@ -55,6 +55,7 @@ from webviewer.loading.zipdir import (
     inflate_checked,
     iter_directory_members,
 )
+from webviewer.loading.zipstream import STREAMED
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ def iter_stream_members(
     name: str | None = None
     total = 0
     count = 0
+    sink: MemberSink | None = None
     try:
         for raw_name, size, member_chunks in su.stream_unzip(chunks, chunk_size=UNZIP_CHUNK_BYTES):
             name = _decode_name(raw_name)
@@ -283,7 +285,6 @@ def iter_stream_members(
             reason = _skip_reason(name)
             parts: list[bytes] = []
             nbytes = 0
-            sink: MemberSink | None = None
             ask = divert is not None and reason is None
             for part in member_chunks:
                 nbytes += len(part)
@@ -306,7 +307,8 @@ def iter_stream_members(
                         ask = False
                         sink = divert_member(divert, name, parts)  # type: ignore[arg-type]
             if sink is not None:
-                sink.close()
+                closing, sink = sink, None
+                closing.close()
                 yield Member(name, None, None, streamed=True)
                 continue
             if reason is not None:
@@ -316,10 +318,12 @@ def iter_stream_members(
             parts.clear()
             yield Member(name, data)
             name = None
-    except (Cancelled, LimitExceededError, WebViewerError):
+    except BaseException as exc:
+        if sink is not None:  # a member failed while it streamed to a sink: stop the sink's thread
+            sink.abort()
+        if isinstance(exc, su.UnzipError) and not isinstance(exc, (Cancelled, WebViewerError)):
+            raise map_stream_unzip_error(exc, name) from exc
         raise
-    except su.UnzipError as exc:
-        raise map_stream_unzip_error(exc, name) from exc
 
 
 def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
@@ -376,13 +380,14 @@ def iter_zip_members(
     submit: Callable[..., concurrent.futures.Future] | None = None,
     workers: int = 2,
     divert: Divert | None = None,
+    stream_min: int = 16 << 20,
 ) -> Iterator[Member]:
     """The members of a streamed ZIP, in stream order, each the moment it is complete and checked.
 
     With the central directory (``entries`` from ``zipdir.streamable_directory``) members are cut by offset
     and inflated ``workers`` at once on ``submit``'s threads; without it, or if the stream's first member is
-    not what the directory says, stream-unzip inflates them one after the other (and offers ``divert`` each
-    member, see :func:`iter_stream_members`).
+    not what the directory says, stream-unzip inflates them one after the other. ``divert`` is offered every
+    member on the stream-unzip path, and members of ``stream_min`` bytes or more on the directory path.
     """
     if entries is None or submit is None:
         yield from iter_stream_members(chunks, limits, consumed=consumed, divert=divert)
@@ -392,9 +397,11 @@ def iter_zip_members(
         _check_streamable(entry.name, entry.size, limits)
     try:
         for entry, data, reason in iter_directory_members(
-            chunks, entries, skip_reason=_skip_reason, submit=submit, workers=workers
+            chunks, entries, skip_reason=_skip_reason, submit=submit, workers=workers, divert=divert,
+            stream_min=stream_min,
         ):
-            yield Member(entry.name, data, reason)
+            streamed = reason == STREAMED
+            yield Member(entry.name, data, None if streamed else reason, streamed=streamed)
     except DirectoryMismatch as mismatch:
         log.warning("the archive's first member does not match its central directory; unzipping it in order")
         yield from iter_stream_members(mismatch.replay, limits, consumed=consumed, divert=divert)

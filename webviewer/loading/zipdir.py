@@ -28,6 +28,8 @@ from typing import NamedTuple
 from webviewer.errors import ArchiveError
 from webviewer.loading.inflate import INFLATE_ERRORS, crc32, inflate_member
 from webviewer.loading.limits import Limits
+from webviewer.loading.members import Divert
+from webviewer.loading.zipstream import STREAMED, inflate_streaming
 
 log = logging.getLogger(__name__)
 
@@ -292,13 +294,16 @@ def iter_directory_members(
     skip_reason: Callable[[str], str | None],
     submit: Callable[..., concurrent.futures.Future],
     workers: int = 2,
+    divert: Divert | None = None,
+    stream_min: int = 16 << 20,
 ) -> Iterator[tuple[ZipEntry, bytes | None, str | None]]:
     """(entry, bytes, None) or (entry, None, skip reason) per member, in stream order, inflated ``workers`` at once.
 
     ``entries`` come from :func:`streamable_directory`. Raises :class:`DirectoryMismatch` (before yielding
     anything) if the first local header disagrees with the directory, and ArchiveError for later mismatches,
     truncation, corrupt data or a bad CRC. Inflates still running when the consumer stops are cancelled or
-    waited for, so no worker outlives the iteration.
+    waited for, so no worker outlives the iteration. With ``divert``, a member of ``stream_min`` bytes or more is
+    inflated as it arrives and offered to it (``zipstream``; reason ``STREAMED`` when a sink took it).
     """
     window = StreamWindow(chunks)
     pending: collections.deque[tuple[ZipEntry, concurrent.futures.Future | None, str | None]] = collections.deque()
@@ -323,6 +328,12 @@ def iter_directory_members(
                 )
             end = begin + entry.compressed_size
             reason = skip_reason(entry.name)
+            if reason is None and divert is not None and entry.size >= stream_min:
+                while pending:  # stream order
+                    yield _result(pending.popleft())
+                data, streamed = inflate_streaming(window, entry, begin, divert)
+                yield entry, data, (STREAMED if streamed else None)
+                continue
             if reason is None:
                 window.fill(end, entry.name)
                 pending.append((entry, submit(inflate_checked, window.take(begin, end), entry), None))
