@@ -287,6 +287,13 @@ def inflate_checked(raw: bytes | memoryview, entry: ZipEntry) -> bytes:
     return data
 
 
+def _check_order(entry: ZipEntry, end: int) -> None:
+    if entry.header_offset < end:
+        raise ArchiveError(
+            f"The archive is corrupt: member {entry.name!r} starts inside the member before it. Export it again."
+        )
+
+
 def iter_directory_members(
     chunks: Iterable[bytes],
     entries: list[ZipEntry],
@@ -311,11 +318,7 @@ def iter_directory_members(
     end = 0
     try:
         for index, entry in enumerate(entries):
-            if entry.header_offset < end:
-                raise ArchiveError(
-                    f"The archive is corrupt: member {entry.name!r} starts inside the member before it. "
-                    "Export it again."
-                )
+            _check_order(entry, end)
             if index:  # the first member's bytes stay until it matches (they are replayed if it does not)
                 window.skip_to(entry.header_offset, entry.name)
             begin, matches = _read_local_header(window, entry)
