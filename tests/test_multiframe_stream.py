@@ -3,6 +3,9 @@ native frames, RLE with and without a Basic Offset Table, JPEG-LS frames split o
 
 from __future__ import annotations
 
+import io
+import struct
+
 import numpy as np
 import pydicom
 import pytest
@@ -13,6 +16,7 @@ from tests.conftest import real_series_dir
 from tests.multiframe_helpers import classic_slices, enhanced_bytes, rle, to_bytes
 from tests.pipeline_helpers import folder_files, make_zip
 from webviewer.api.enhanced import enhanced_from_slices
+from webviewer.errors import ArchiveError
 from webviewer.loading import LoadOptions, load
 from webviewer.loading import run as run_mod
 from webviewer.loading import source as source_mod
@@ -100,3 +104,41 @@ async def test_streamed_multiframe_chunk_sizes(tmp_path, slicer_slices, monkeypa
     r = await load(enhanced, mode.removesuffix("-prefetch").removesuffix("-unzip"), options=options)
     assert np.array_equal(r.volume.hu, ref.hu) and r.volume.origin == ref.origin
     assert r.metrics.bytes_downloaded == enhanced.stat().st_size
+
+
+@pytest.mark.parametrize("probe", [True, False])
+async def test_streamed_member_with_a_bad_crc_fails(tmp_path, slicer_slices, monkeypatch, probe):
+    """Frames placed while the member streams are still checked: a bad CRC-32 fails the load (both unzip paths)."""
+    import zipfile
+
+    monkeypatch.setattr(run_mod, "LARGE_MEMBER_BYTES", 0)
+    data = make_zip([("e.dcm", enhanced_bytes(slicer_slices))])
+    crc = zipfile.ZipFile(io.BytesIO(data)).infolist()[0].CRC
+    bad = data.replace(struct.pack("<I", crc), struct.pack("<I", crc ^ 1))
+    assert bad.count(struct.pack("<I", crc ^ 1)) == 2  # local header and central directory
+    path = tmp_path / "bad.zip"
+    path.write_bytes(bad)
+    options = LoadOptions(probe_central_directory=probe, fallback=False)
+    with pytest.raises(ArchiveError, match="integrity"):
+        await load(path, "stream-dicom", options=options)
+
+
+async def test_cancel_while_frames_stream_leaves_no_worker(aiohttp_server, slicer_slices, monkeypatch):
+    """Cancelled once frames are placed, while the server holds back the rest of the one member."""
+    import asyncio
+
+    from tests.pipeline_helpers import serve, zip_handler
+    from tests.test_modes_errors import CancelAt, worker_threads
+    from webviewer.loading.modes import running_jobs
+
+    monkeypatch.setattr(run_mod, "LARGE_MEMBER_BYTES", 0)
+    data = make_zip([("e.dcm", enhanced_bytes(slicer_slices))])
+    server = await serve(aiohttp_server, {"/a": zip_handler(data, chunk=4096, stall_after=len(data) // 2)})
+    obs = CancelAt(lambda e: isinstance(e, tuple))
+    task = asyncio.ensure_future(load(str(server.make_url("/a")), "stream-dicom", observer=obs))
+    obs.task = task
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    assert obs.fired and obs.placed and obs.placed[0] < 93
+    assert worker_threads() == [] and running_jobs() == 0

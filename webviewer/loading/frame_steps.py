@@ -153,6 +153,6 @@ def divert_for(run: LoadRun, buffer: SliceBuffer):
     def divert(name: str, head: bytes) -> MemberSink | None:
         if number_of_frames(head) < 2:
             return None
-        return ThreadedSink(FrameSink(run, buffer, name), submit)  # inflate here, place there
+        return ThreadedSink(FrameSink(run, buffer, name), submit, crc=True)  # inflate here; CRC and place there
 
     return divert

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from webviewer.loading.inflate import crc32
+
 
 @dataclass
 class Member:
@@ -52,8 +54,10 @@ class ThreadedSink:
     member and placing its frames use two cores. At most ``max_bytes`` wait in between (the inflater then waits);
     the other thread's error is raised by the next ``feed`` or by ``close``."""
 
-    def __init__(self, sink: MemberSink, submit: Callable, max_bytes: int = 8 << 20) -> None:
+    def __init__(self, sink: MemberSink, submit: Callable, max_bytes: int = 8 << 20, *, crc: bool = False) -> None:
         self.sink, self.max_bytes = sink, max_bytes
+        #: with ``crc``: the CRC-32 of every part fed, computed on the other thread (read it after ``close``)
+        self.crc: int | None = 0 if crc else None
         self._parts: collections.deque[bytes | None] = collections.deque()
         self._bytes = 0
         self._cond = threading.Condition()
@@ -75,6 +79,8 @@ class ThreadedSink:
                 if part is None:
                     self.sink.close()
                     return
+                if self.crc is not None:
+                    self.crc = crc32(part, self.crc)
                 self.sink.feed(part)
         except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
             with self._cond:

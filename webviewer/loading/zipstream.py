@@ -43,14 +43,15 @@ def inflate_streaming(
     inflater = None if stored else _IMPL.decompressobj(-15)
     parts: list[bytes] = []
     sink: MemberSink | None = None
-    asked, produced, crc = False, 0, 0
+    asked, own_crc, produced, crc = False, False, 0, 0
     try:
         for piece in _pieces(window, begin, begin + entry.compressed_size, entry.name):
             out = bytes(piece) if inflater is None else inflater.decompress(piece, entry.size + 1 - produced)
             if inflater is not None and inflater.unconsumed_tail:
                 raise _bad(entry, "inflates to more bytes than its directory entry says")
             produced += len(out)
-            crc = crc32(out, crc)
+            if sink is None or own_crc:
+                crc = crc32(out, crc)
             if sink is not None:
                 sink.feed(out)
                 continue
@@ -58,12 +59,10 @@ def inflate_streaming(
             if not asked and produced >= DIVERT_PROBE_BYTES:
                 asked = True
                 sink = divert_member(divert, entry.name, parts)
+                own_crc = sink is not None and getattr(sink, "crc", None) is None  # else the sink's thread does it
         if produced != entry.size:
             raise _bad(entry, f"inflates to {'more' if produced > entry.size else 'fewer'} bytes than its directory "
                               "entry says")
-        if crc != entry.crc:
-            raise ArchiveError(f"The archive failed an integrity check (member {entry.name!r}: bad CRC-32). "
-                               "Export it again.")
     except INFLATE_ERRORS as exc:
         if sink is not None:
             sink.abort()
@@ -75,9 +74,18 @@ def inflate_streaming(
             sink.abort()
         raise
     if sink is None:
+        _check_crc(entry, crc)
         return (parts[0] if len(parts) == 1 else b"".join(parts)), False
     sink.close()
+    _check_crc(entry, crc if own_crc else sink.crc)  # type: ignore[attr-defined]
     return None, True
+
+
+def _check_crc(entry: ZipEntry, crc: int) -> None:
+    if crc != entry.crc:
+        raise ArchiveError(
+            f"The archive failed an integrity check (member {entry.name!r}: bad CRC-32). Export it again."
+        )
 
 
 def _bad(entry: ZipEntry, what: str) -> ArchiveError:
