@@ -100,7 +100,9 @@ async def test_states_events_and_json(tmp_path, mode):
     assert len(j["direction"]) == 9 and j["dtype"] == "int16"
     assert set(j["timings"]) == {"total_s", "first_slice_s", "states"}
     assert set(j["timings"]["states"]) == set(STATES[mode]) - {"finished"}
+    at_first = j["bytes"].pop("at_first_slice")
     assert j["bytes"] == {"downloaded": z.stat().st_size, "dicom": sum(len(d) for _, d in members)}
+    assert 0 < at_first <= z.stat().st_size
     mem = j["memory"]
     assert set(mem) == {"baseline_rss_bytes", "peak_rss_bytes", "peak_above_baseline_bytes", "volume_bytes",
                         "components_peak_bytes"}
