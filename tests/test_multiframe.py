@@ -167,3 +167,26 @@ def test_load_cli_json_reports_frames_and_sop_class(tmp_path):
                          text=True, timeout=120, check=True)
     j = json.loads(out.stdout)
     assert (j["frames"], j["sop_class"], j["slices"]) == (93, ENHANCED_CT, 93)
+
+
+async def test_geometry_from_per_frame_then_shared_then_top_level(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    slices = _rescaled_series(5)
+    ref = await load(write(tmp_path, "c.zip", [(f"s{i}", to_bytes(s)) for i, s in enumerate(slices)]), "batch")
+    ds = enhanced_from_slices(slices, shuffle_seed=1)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    ds.ImageOrientationPatient = shared.PlaneOrientationSequence[0].ImageOrientationPatient  # top level only
+    del shared.PlaneOrientationSequence
+    for group in ds.PerFrameFunctionalGroupsSequence:  # per frame beats shared
+        measures = Dataset()
+        measures.PixelSpacing = ["0.25", "0.35"]
+        group.PixelMeasuresSequence = Sequence([measures])
+    r = await load(write(tmp_path, "e.zip", [("e.dcm", to_bytes(ds))]), "stream-dicom")
+    assert np.array_equal(r.volume.hu, ref.volume.hu) and r.volume.origin == ref.volume.origin
+    assert r.volume.spacing[:2] == (0.35, 0.25) and ref.volume.spacing[:2] == (0.7, 0.5)  # (x, y) = (col, row)
+    for group in ds.PerFrameFunctionalGroupsSequence:  # no position anywhere: not a volume, skipped and said
+        del group.PlanePositionSequence
+    with pytest.raises(DicomError, match=r"no loadable DICOM image slices \(1 files skipped\)"):
+        await load(write(tmp_path, "n.zip", [("e.dcm", to_bytes(ds))]), "batch")

@@ -74,19 +74,51 @@ def sop_class_name(uid: str) -> str:
 
 def _item(seq_owner: Dataset | None, keyword: str) -> Dataset | None:
     """The first item of ``seq_owner.<keyword>`` (a functional group macro), or None."""
-    if seq_owner is None:
+    if seq_owner is None or keyword not in seq_owner:
         return None
-    seq = seq_owner.get(keyword)
+    seq = seq_owner[keyword].value
     return seq[0] if seq else None
 
 
-def _lookup(groups: Sequence[Dataset | None], macro: str, keyword: str):
-    """``keyword`` from the first group (per frame, then shared) whose ``macro`` has it."""
-    for group in groups:
+#: value -> (functional group macro, attribute); the attribute is also the top-level fallback
+_MACROS = {
+    "position": ("PlanePositionSequence", "ImagePositionPatient"),
+    "orientation": ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    "spacing": ("PixelMeasuresSequence", "PixelSpacing"),
+    "thickness": ("PixelMeasuresSequence", "SliceThickness"),
+    "slope": ("PixelValueTransformationSequence", "RescaleSlope"),
+    "intercept": ("PixelValueTransformationSequence", "RescaleIntercept"),
+    "wc": ("FrameVOILUTSequence", "WindowCenter"),
+    "ww": ("FrameVOILUTSequence", "WindowWidth"),
+    "stack": ("FrameContentSequence", "InStackPositionNumber"),
+}
+
+
+def _group_values(group: Dataset | None) -> dict:
+    """The geometry values one functional group (a per-frame item, or the shared one) holds."""
+    out: dict = {}
+    if group is None:
+        return out
+    for key, (macro, keyword) in _MACROS.items():
         item = _item(group, macro)
-        if item is not None and item.get(keyword) not in (None, ""):
-            return item.get(keyword)
-    return None
+        if item is not None and keyword in item:
+            value = item[keyword].value
+            if value is not None and value != "":
+                out[key] = value
+    return out
+
+
+def _base_values(ds: Dataset, shared: Dataset | None, frames: int) -> dict:
+    """Top-level tags, overridden by the shared functional group: what every frame has unless its own group says."""
+    out = {}
+    for key, (_macro, keyword) in _MACROS.items():
+        if key != "stack" and (key != "position" or frames == 1) and keyword in ds:
+            value = ds[keyword].value
+            if value is not None and value != "":
+                out[key] = value
+    shared_values = _group_values(shared)
+    shared_values.pop("stack", None)  # frame content is per frame
+    return {**out, **shared_values}
 
 
 def _floats(value, n: int, what: str, name: str) -> tuple[float, ...]:
@@ -108,25 +140,17 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip(" \x00")
 
 
-def _frame_header(ds: Dataset, base: dict, groups: list[Dataset | None], index: int, name: str) -> SliceHeader:
-    position = _lookup(groups, "PlanePositionSequence", "ImagePositionPatient")
-    if position is None:
-        position = ds.get("ImagePositionPatient") if base["frames"] == 1 else None
+def _frame_header(values: dict, base: dict, index: int, name: str) -> SliceHeader:
+    position, orientation = values.get("position"), values.get("orientation")
     if position is None:
         raise NotAnImageSlice(name, f"multi-frame image without a position for frame {index + 1} (not a volume)")
-    orientation = _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient")
-    orientation = orientation if orientation is not None else ds.get("ImageOrientationPatient")
     if orientation is None:
         raise NotAnImageSlice(name, "multi-frame image without ImageOrientationPatient (not a volume)")
-    spacing = _lookup(groups, "PixelMeasuresSequence", "PixelSpacing") or ds.get("PixelSpacing") or (1.0, 1.0)
-    thickness = _lookup(groups, "PixelMeasuresSequence", "SliceThickness") or ds.get("SliceThickness")
-    slope = _lookup(groups, "PixelValueTransformationSequence", "RescaleSlope") or ds.get("RescaleSlope") or 1.0
-    intercept = _lookup(groups, "PixelValueTransformationSequence", "RescaleIntercept")
-    intercept = intercept if intercept is not None else ds.get("RescaleIntercept") or 0.0
-    wc = _lookup(groups, "FrameVOILUTSequence", "WindowCenter") or ds.get("WindowCenter")
-    ww = _lookup(groups, "FrameVOILUTSequence", "WindowWidth") or ds.get("WindowWidth")
+    spacing, thickness = values.get("spacing") or (1.0, 1.0), values.get("thickness")
+    slope, intercept = values.get("slope") or 1.0, values.get("intercept") or 0.0
+    wc, ww = values.get("wc"), values.get("ww")
     window = (_first(wc), _first(ww)) if wc is not None and ww is not None and _first(ww) > 0 else None
-    stack = _lookup(groups[:1], "FrameContentSequence", "InStackPositionNumber")
+    stack = values.get("stack")
     slope, intercept = float(slope), float(intercept)
     return SliceHeader(
         **base["common"],
@@ -233,8 +257,10 @@ def read_frame_set(name: str, head: bytes, pixel_pos: int, max_volume_bytes: int
         "common": common,
         "offset": (lambda i: -1) if encapsulated else (lambda i: start + i * frame_bytes),
     }
+    every = _base_values(ds, shared, frames)
     headers = [
-        _frame_header(ds, base, [per_frame[i] if per_frame else None, shared], i, name) for i in range(frames)
+        _frame_header({**every, **_group_values(per_frame[i] if per_frame else None)}, base, i, name)
+        for i in range(frames)
     ]
     if any(h.hu_dtype.itemsize == 4 for h in headers):
         check_frame_volume(name, rows, columns, frames, 4, max_volume_bytes)
