@@ -142,3 +142,21 @@ async def test_cancel_while_frames_stream_leaves_no_worker(aiohttp_server, slice
     await asyncio.sleep(0)
     assert obs.fired and obs.placed and obs.placed[0] < 93
     assert worker_threads() == [] and running_jobs() == 0
+
+
+async def test_multiframe_member_above_the_streaming_limit_still_streams(tmp_path, slicer_slices, monkeypatch):
+    """The streaming limit is for members held whole: a diverted multi-frame member is not held, so PoC2 keeps
+    streaming it; a classic member that large still falls back to batch."""
+    from webviewer.loading import Limits
+
+    monkeypatch.setattr(run_mod, "LARGE_MEMBER_BYTES", 0)
+    enhanced = tmp_path / "e.zip"
+    enhanced.write_bytes(make_zip([("e.dcm", enhanced_bytes(slicer_slices))]))
+    limits = Limits(max_stream_member_bytes=200_000)  # the member is 772 KB
+    for probe in (True, False):
+        r = await load(enhanced, "stream-dicom", options=LoadOptions(limits=limits, probe_central_directory=probe))
+        assert r.fallback is None and r.volume.hu.shape == (93, 64, 64)
+    classic = tmp_path / "c.zip"
+    classic.write_bytes(make_zip([("big.dcm", to_bytes(slicer_slices[0])), ("pad.dcm", b"\x00" * 300_000)]))
+    r = await load(classic, "stream-dicom", options=LoadOptions(limits=limits))
+    assert r.fallback is not None and r.fallback.to_mode == "batch"

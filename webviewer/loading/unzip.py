@@ -274,12 +274,13 @@ def iter_zip_members(
         yield from iter_stream_members(chunks, limits, consumed=consumed, divert=divert)
         return
     check_directory_limits(entries, limits, archive_bytes or sum(e.compressed_size for e in entries))
-    for entry in entries:
-        _check_streamable(entry.name, entry.size, limits)
+    for entry in entries:  # a large member may stream to a divert sink; if not, its held bytes are checked
+        if divert is None or entry.size < stream_min:
+            _check_streamable(entry.name, entry.size, limits)
     try:
         for entry, data, reason in iter_directory_members(
             chunks, entries, skip_reason=_skip_reason, submit=submit, workers=workers, divert=divert,
-            stream_min=stream_min,
+            stream_min=stream_min, check_held=lambda name, n: _check_streamable(name, n, limits),
         ):
             streamed = reason == STREAMED
             yield Member(entry.name, data, None if streamed else reason, streamed=streamed)

@@ -303,6 +303,7 @@ def iter_directory_members(
     workers: int = 2,
     divert: Divert | None = None,
     stream_min: int = 16 << 20,
+    check_held: Callable[[str, int], None] | None = None,
 ) -> Iterator[tuple[ZipEntry, bytes | None, str | None]]:
     """(entry, bytes, None) or (entry, None, skip reason) per member, in stream order, inflated ``workers`` at once.
 
@@ -310,7 +311,8 @@ def iter_directory_members(
     anything) if the first local header disagrees with the directory, and ArchiveError for later mismatches,
     truncation, corrupt data or a bad CRC. Inflates still running when the consumer stops are cancelled or
     waited for, so no worker outlives the iteration. With ``divert``, a member of ``stream_min`` bytes or more is
-    inflated as it arrives and offered to it (``zipstream``; reason ``STREAMED`` when a sink took it).
+    inflated as it arrives and offered to it (``zipstream``; reason ``STREAMED`` when a sink took it); if no sink
+    takes it, ``check_held(name, bytes)`` sees its bytes as they pile up.
     """
     window = StreamWindow(chunks)
     pending: collections.deque[tuple[ZipEntry, concurrent.futures.Future | None, str | None]] = collections.deque()
@@ -334,7 +336,7 @@ def iter_directory_members(
             if reason is None and divert is not None and entry.size >= stream_min:
                 while pending:  # stream order
                     yield _result(pending.popleft())
-                data, streamed = inflate_streaming(window, entry, begin, divert)
+                data, streamed = inflate_streaming(window, entry, begin, divert, check_held)
                 yield entry, data, (STREAMED if streamed else None)
                 continue
             if reason is None:

@@ -9,6 +9,7 @@ and CRC-32 are checked against the directory entry at the end, as for a member i
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from webviewer.errors import ArchiveError
@@ -35,7 +36,11 @@ def _pieces(window: StreamWindow, begin: int, end: int, name: str):
 
 
 def inflate_streaming(
-    window: StreamWindow, entry: ZipEntry, begin: int, divert: Divert
+    window: StreamWindow,
+    entry: ZipEntry,
+    begin: int,
+    divert: Divert,
+    check_held: Callable[[str, int], None] | None = None,
 ) -> tuple[bytes | None, bool]:
     """Inflate ``entry`` (its data starts at ``begin``) piece by piece: (bytes, False) if ``divert`` declined it,
     (None, True) if a sink took it. Raises ArchiveError on corrupt data, a wrong size or a bad CRC."""
@@ -60,6 +65,8 @@ def inflate_streaming(
                 asked = True
                 sink = divert_member(divert, entry.name, parts)
                 own_crc = sink is not None and getattr(sink, "crc", None) is None  # else the sink's thread does it
+            if asked and sink is None and check_held is not None:
+                check_held(entry.name, produced)  # declined: held whole, so the streaming limit applies
         if produced != entry.size:
             raise _bad(entry, f"inflates to {'more' if produced > entry.size else 'fewer'} bytes than its directory "
                               "entry says")
