@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _FRAMES_TAG = b"\x28\x00\x08\x00"
+#: inflated bytes that may wait for the placing thread: enough for the inflater to keep going while the header
+#: is parsed and the volume allocated (the queue drains long before the volume is full, so it adds little to the peak)
+SINK_QUEUE_BYTES = 32 << 20
 
 
 def number_of_frames(head: bytes) -> int:
@@ -153,6 +156,6 @@ def divert_for(run: LoadRun, buffer: SliceBuffer):
     def divert(name: str, head: bytes) -> MemberSink | None:
         if number_of_frames(head) < 2:
             return None
-        return ThreadedSink(FrameSink(run, buffer, name), submit, crc=True)  # inflate here; CRC and place there
+        return ThreadedSink(FrameSink(run, buffer, name), submit, SINK_QUEUE_BYTES, crc=True)  # CRC, place there
 
     return divert
