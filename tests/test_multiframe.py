@@ -190,3 +190,13 @@ async def test_geometry_from_per_frame_then_shared_then_top_level(tmp_path):
         del group.PlanePositionSequence
     with pytest.raises(DicomError, match=r"no loadable DICOM image slices \(1 files skipped\)"):
         await load(write(tmp_path, "n.zip", [("e.dcm", to_bytes(ds))]), "batch")
+
+
+async def test_float_frames_checked_against_the_limit_as_float32(tmp_path, stream_frames):
+    """9 frames of 16x16 fit 6000 bytes as int16 (4608) but not as float32 (9216): refused with the limit named."""
+    path = write(tmp_path, "f.zip", [("f.dcm", to_bytes(enhanced_from_slices(_rescaled_series(9))))])
+    for mode in MODES:
+        with pytest.raises(LimitExceededError, match="max_volume_bytes"):
+            await load(path, mode, options=LoadOptions(fallback=False, limits=Limits(max_volume_bytes=6000)))
+    r = await load(path, "stream-dicom", options=LoadOptions(limits=Limits(max_volume_bytes=9216)))
+    assert r.volume.hu.dtype == np.float32

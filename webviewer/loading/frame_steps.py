@@ -53,7 +53,7 @@ def frame_slices(run: LoadRun, m: Member) -> list[tuple[Any, np.ndarray]]:
     out: list[tuple[Any, np.ndarray]] = []
 
     def on_header(frames: dicom.FrameSet) -> None:
-        log.info("%s: %d frames of %s", m.name, frames.count, dicom.sop_class_name(frames.headers[0].sop_class))
+        log.info("%s: %d frames of %s", m.name, frames.count, dicom.sop_class_name(frames.first.sop_class))
 
     def on_frame(header: dicom.SliceHeader, data) -> None:
         run.check_stop()
@@ -103,7 +103,7 @@ class FramePlacer:
         reporter.slices_total = others + frames.count
         reporter.emit(force=True)
         log.info("%s: %d frames of %dx%d, placed as they stream", self.name, frames.count,
-                 frames.headers[0].columns, frames.headers[0].rows)
+                 frames.first.columns, frames.first.rows)
 
     def on_frame(self, header: dicom.SliceHeader, data) -> None:
         run = self.run

@@ -24,7 +24,7 @@ from pydicom.uid import UID
 from webviewer.errors import DicomError
 from webviewer.loading.dicom.header import SliceHeader
 from webviewer.loading.dicom.hu import _PREFERRED_PLUGINS
-from webviewer.loading.dicom.multiframe import FrameSet, read_frame_set
+from webviewer.loading.dicom.multiframe import FrameSet, check_frame_volume, read_frame_set
 from webviewer.loading.dicom.scan import EXPLICIT_VR_LE, _scan, _Truncated, _Unsupported
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class FrameStream:
         self._item = bytearray()
         self._bot_seen = False
         self._ended = False
+        self._float_checked = False
 
     # -- input -----------------------------------------------------------------------------------------------
     def feed(self, chunk: bytes | memoryview) -> None:
@@ -160,7 +161,10 @@ class FrameStream:
                 f"{self.name}: the pixel data holds more frames than NumberOfFrames ({fs.count}). The file is damaged; "
                 "export it again."
             )
-        header = fs.headers[self.emitted]
+        header = fs.header(self.emitted)
+        if header.hu_dtype.itemsize == 4 and not self._float_checked:  # a float rescale: the volume is float32
+            self._float_checked = True
+            check_frame_volume(self.name, header.rows, header.columns, fs.count, 4, self.max_volume_bytes)
         if fs.encapsulated:
             header, data = decode_frame(header, bytes(data))
         else:
@@ -221,7 +225,7 @@ class FrameStream:
 
     def _fragment_ends_frame(self, item: bytes) -> bool:
         """Without offsets: RLE has one fragment per frame; JPEG-family frames end with the EOI marker."""
-        if self.frames.headers[0].transfer_syntax == _RLE:  # type: ignore[union-attr]
+        if self.frames.first.transfer_syntax == _RLE:  # type: ignore[union-attr]
             return True
         return item.rstrip(b"\x00").endswith(b"\xff\xd9")
 

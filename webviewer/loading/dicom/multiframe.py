@@ -10,8 +10,8 @@ lack. Each frame then is an ordinary slice: the same sort, the same warnings, th
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -31,10 +31,12 @@ SOP_CLASS_NAMES = {
 
 @dataclass(frozen=True)
 class FrameSet:
-    """A multi-frame object's frames: one header per frame (file order) and where the pixel values start."""
+    """A multi-frame object's frames and where their pixel values start; each frame's header is built from its
+    functional group when it is first asked for (the first frame's at once), so the first frame is out early."""
 
     name: str
-    headers: list[SliceHeader]
+    count: int
+    first: SliceHeader
     #: bytes of one native frame (Rows x Columns x BitsAllocated/8)
     frame_bytes: int
     #: offset in the file of the first pixel value byte (native) or of the first item tag (encapsulated)
@@ -44,15 +46,18 @@ class FrameSet:
     encapsulated: bool
     #: Extended Offset Table (encapsulated), else None
     extended_offsets: tuple[int, ...] | None = None
+    make_header: Callable[[int], SliceHeader] | None = field(default=None, repr=False, compare=False)
+
+    def header(self, index: int) -> SliceHeader:
+        """The header of frame ``index`` (file order)."""
+        if index == 0 or self.make_header is None:
+            return self.first
+        return self.make_header(index)
 
     @property
-    def count(self) -> int:
-        return len(self.headers)
-
-    @property
-    def itemsize(self) -> int:
-        """Bytes per voxel of the HU volume: float32 if any frame's rescale needs it, else int16."""
-        return 4 if any(f.hu_dtype.itemsize == 4 for f in self.headers) else 2
+    def headers(self) -> list[SliceHeader]:
+        """Every frame's header (file order)."""
+        return [self.header(i) for i in range(self.count)]
 
 
 def check_frame_volume(
@@ -219,8 +224,8 @@ def _pixel_element(name: str, head: bytes, pos: int, ts: str) -> tuple[int, int]
 def read_frame_set(name: str, head: bytes, pixel_pos: int, max_volume_bytes: int | None = None) -> FrameSet:
     """The frames of a multi-frame file from its header bytes; ``head`` runs at least 12 bytes past ``pixel_pos``
     (the offset of the PixelData tag). Raises NotAnImageSlice (not a volume), DicomError (damaged) or
-    LimitExceededError (the frames would exceed ``max_volume_bytes``; checked first at 2 bytes per voxel, again
-    at float32 when a frame's rescale needs it)."""
+    LimitExceededError (the frames would exceed ``max_volume_bytes`` at 2 bytes per voxel; FrameStream checks
+    again at float32 when a frame's rescale needs it)."""
     try:
         ds = pydicom.dcmread(io.BytesIO(head[:pixel_pos]), stop_before_pixels=True, force=True)
     except Exception as exc:
@@ -258,12 +263,11 @@ def read_frame_set(name: str, head: bytes, pixel_pos: int, max_volume_bytes: int
         "offset": (lambda i: -1) if encapsulated else (lambda i: start + i * frame_bytes),
     }
     every = _base_values(ds, shared, frames)
-    headers = [
-        _frame_header({**every, **_group_values(per_frame[i] if per_frame else None)}, base, i, name)
-        for i in range(frames)
-    ]
-    if any(h.hu_dtype.itemsize == 4 for h in headers):
-        check_frame_volume(name, rows, columns, frames, 4, max_volume_bytes)
+
+    def make_header(i: int) -> SliceHeader:
+        return _frame_header({**every, **_group_values(per_frame[i] if per_frame else None)}, base, i, name)
+
     eot = ds.get("ExtendedOffsetTable")
     offsets = tuple(int.from_bytes(eot[i : i + 8], "little") for i in range(0, len(eot), 8)) if eot else None
-    return FrameSet(name, headers, frame_bytes, start, -1 if encapsulated else length, encapsulated, offsets)
+    return FrameSet(name, frames, make_header(0), frame_bytes, start, -1 if encapsulated else length, encapsulated,
+                    offsets, make_header)
