@@ -15,7 +15,7 @@ from tests.pipeline_helpers import make_zip, synthetic_files
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {
-    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype",
+    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype", "frames", "sop_class",
     "timings", "bytes", "memory", "warnings", "skipped_files", "fallback",
 }  # fmt: skip
 
@@ -48,7 +48,8 @@ def test_json_output(ct_zip, mode):
     assert j["dtype"] == "int16" and len(j["direction"]) == 9 and len(j["spacing"]) == 3
     assert set(j["timings"]) == {"total_s", "first_slice_s", "states"}
     assert j["timings"]["total_s"] > 0 and "downloading" in j["timings"]["states"]
-    assert set(j["bytes"]) == {"downloaded", "dicom"} and j["bytes"]["downloaded"] == path.stat().st_size
+    assert set(j["bytes"]) == {"downloaded", "dicom", "at_first_slice"} and j["bytes"]["downloaded"] == path.stat().st_size
+    assert 0 < j["bytes"]["at_first_slice"] <= j["bytes"]["downloaded"]
     assert set(j["memory"]["components_peak_bytes"]) == {"zip", "files", "datasets", "volume"}
     assert j["memory"]["volume_bytes"] == 20 * 24 * 10 * 2
     assert j["skipped_files"] == ["notes.txt"]

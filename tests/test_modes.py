@@ -28,7 +28,7 @@ STATES = {
     "stream-dicom": ["downloading", "ready", "dicom loading", "finished"],
 }
 JSON_KEYS = {
-    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype",
+    "mode", "content_id", "slices", "dimensions", "spacing", "origin", "direction", "dtype", "frames", "sop_class",
     "timings", "bytes", "memory", "warnings", "skipped_files", "fallback",
 }  # fmt: skip
 
@@ -100,7 +100,9 @@ async def test_states_events_and_json(tmp_path, mode):
     assert len(j["direction"]) == 9 and j["dtype"] == "int16"
     assert set(j["timings"]) == {"total_s", "first_slice_s", "states"}
     assert set(j["timings"]["states"]) == set(STATES[mode]) - {"finished"}
+    at_first = j["bytes"].pop("at_first_slice")
     assert j["bytes"] == {"downloaded": z.stat().st_size, "dicom": sum(len(d) for _, d in members)}
+    assert 0 < at_first <= z.stat().st_size
     mem = j["memory"]
     assert set(mem) == {"baseline_rss_bytes", "peak_rss_bytes", "peak_above_baseline_bytes", "volume_bytes",
                         "components_peak_bytes", "method", "shared_process"}

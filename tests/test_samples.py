@@ -178,7 +178,7 @@ def test_interrupted_generation_is_not_reused(tmp_path: Path, monkeypatch: pytes
 
 
 def test_sample_specs_and_names() -> None:
-    assert list(SAMPLES) == ["sample-tiny", "sample-medium", "sample-seed"]
+    assert list(SAMPLES) == ["sample-tiny", "sample-medium", "sample-seed", "sample-seed-enhanced"]
     seed = SAMPLES["sample-seed"].spec
     assert (seed.rows, seed.columns, seed.n_slices) == (512, 512, 380)
     assert samples.sample_ids("tiny,seed") == ["sample-tiny", "sample-seed"]

@@ -26,7 +26,7 @@ from .samples import SAMPLES, default_data_dir, ensure_samples, read_sample_meta
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: multi-frame files count their frames
 PROBE_BYTES = 64 * 1024
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00", b"\x7f\xe0\x00\x10")
@@ -65,6 +65,8 @@ class SliceProbe:
     modality: str
     series_uid: str
     description: str
+    #: frames of a multi-frame file (Enhanced CT), 1 for a classic slice
+    frames: int = 1
 
 
 def probe_dicom(read: Callable[[int], bytes], size: int) -> SliceProbe | None:
@@ -73,7 +75,7 @@ def probe_dicom(read: Callable[[int], bytes], size: int) -> SliceProbe | None:
     ``read(n)`` returns the first ``n`` bytes (n < 0: all). Only the header prefix is parsed; the whole file is
     read only when its header is longer than ``PROBE_BYTES``.
     """
-    for limit in (PROBE_BYTES, -1):
+    for limit in (PROBE_BYTES, 1 << 20, 16 << 20, -1):  # a multi-frame header can run past 64 KiB
         data = read(limit)
         if data[128:132] != b"DICM":  # no preamble and DICM prefix: not a DICOM file
             return None
@@ -99,7 +101,8 @@ def probe_dicom(read: Callable[[int], bytes], size: int) -> SliceProbe | None:
             return None
         description = str(ds.get("SeriesDescription") or ds.get("StudyDescription") or "")
         return SliceProbe(int(ds.Rows), int(ds.Columns), str(ds.get("Modality", "") or "OT"),
-                          str(ds.get("SeriesInstanceUID", "")), description.strip())
+                          str(ds.get("SeriesInstanceUID", "")), description.strip(),
+                          max(1, int(ds.get("NumberOfFrames") or 1)))
     return None
 
 
@@ -131,12 +134,15 @@ def _probe_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> SliceProbe | No
 def summarize(probes: Iterable[tuple[SliceProbe, int]]) -> dict | None:
     """Catalog fields from (probe, file size) of every image slice; None if there are none.
 
-    ``slices`` counts the largest series (what a loader shows); ``images`` counts every image slice.
+    ``slices`` counts the largest series (what a loader shows; a multi-frame file counts its frames, and
+    ``frames`` says how many of them came in multi-frame files); ``images`` counts every image slice or frame.
     """
     probes = list(probes)
     if not probes:
         return None
-    by_series = Counter(p.series_uid for p, _ in probes)
+    by_series: Counter[str] = Counter()
+    for p, _ in probes:
+        by_series[p.series_uid] += p.frames
     main_uid, count = by_series.most_common(1)[0]
     main = [p for p, _ in probes if p.series_uid == main_uid]
     rows, columns = Counter((p.rows, p.columns) for p in main).most_common(1)[0][0]
@@ -148,7 +154,8 @@ def summarize(probes: Iterable[tuple[SliceProbe, int]]) -> dict | None:
         "dicom_bytes": sum(size for _, size in probes),
         "series_description": next((p.description for p in main if p.description), ""),
         "series": len(by_series),
-        "images": len(probes),
+        "images": sum(by_series.values()),
+        "frames": sum(p.frames for p in main if p.frames > 1),
     }
 
 
@@ -215,7 +222,7 @@ class Catalog:
                 id=sid, name=info.name, modality="CT", slices=meta.get("slices", info.spec.n_slices),
                 rows=info.spec.rows, columns=info.spec.columns, dicom_bytes=meta.get("dicom_bytes", 0),
                 zip_bytes=zip_path.stat().st_size, description=info.description, zip_path=zip_path,
-                source="sample",
+                source="sample", extra={"frames": meta.get("frames", 0)},
             ))
         return cls(entries)
 
@@ -367,5 +374,5 @@ class _Builder:
             id=slug, name=name, modality=summary["modality"], slices=summary["slices"], rows=summary["rows"],
             columns=summary["columns"], dicom_bytes=summary["dicom_bytes"], zip_bytes=zip_bytes,
             description=description, zip_path=zip_path, source=source,
-            extra={"series": summary["series"], "images": summary["images"]},
+            extra={"series": summary["series"], "images": summary["images"], "frames": summary.get("frames", 0)},
         )

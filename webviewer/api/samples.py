@@ -8,7 +8,6 @@ transfer syntax, shuffled file names, gantry tilt, explicit positions with gaps 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import json
 import logging
@@ -20,15 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
     generate_uid,
 )
 
+from .dataset import series_template, slice_dataset
 from .phantom import (  # re-exported: the generator's public API lives here
     COMPRESSED_SYNTAXES,
     TRANSFER_SYNTAXES,
@@ -49,92 +44,6 @@ log = logging.getLogger(__name__)
 
 #: bump when the phantom or the file layout changes, so cached samples are regenerated
 GENERATOR_VERSION = 3
-
-# ------------------------------------------------------------------------------------------------- DICOM
-def _ds_number(value: float) -> str:
-    text = f"{value + 0.0:.6g}"
-    return text if len(text) <= 16 else f"{value:.8e}"[:16]
-
-
-def _template(spec: SeriesSpec, study_uid: str, series_uid: str, frame_uid: str) -> Dataset:
-    now = _dt.datetime(2024, 1, 1, 12, 0, 0)
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SOPClassUID = CTImageStorage
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
-    ds.AccessionNumber = ""
-    ds.Modality = "CT"
-    ds.Manufacturer = "webviewer synthetic"
-    ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "Synthetic chest"
-    ds.SeriesDescription = spec.description
-    ds.PatientName = spec.patient_name
-    ds.PatientID = f"SYN{spec.seed:05d}"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.BodyPartExamined = "CHEST"
-    ds.SliceThickness = _ds_number(spec.slice_spacing)
-    ds.KVP = "120"
-    ds.ReconstructionDiameter = _ds_number(spec.columns * spec.pixel_spacing[1])
-    ds.GantryDetectorTilt = _ds_number(spec.gantry_tilt_deg)
-    ds.ConvolutionKernel = "STANDARD"
-    ds.PatientPosition = "HFS"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyID = "1"
-    ds.SeriesNumber = 2
-    ds.AcquisitionNumber = 1
-    ds.ImageOrientationPatient = [_ds_number(v) for v in spec.orientation()]
-    ds.FrameOfReferenceUID = frame_uid
-    ds.PositionReferenceIndicator = ""
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = spec.rows
-    ds.Columns = spec.columns
-    ds.PixelSpacing = [_ds_number(v) for v in spec.pixel_spacing]
-    ds.BitsAllocated = 16
-    ds.BitsStored = spec.bits_stored
-    ds.HighBit = spec.bits_stored - 1
-    ds.PixelRepresentation = 1 if spec.signed else 0
-    ds.WindowCenter = _ds_number(spec.window[0])
-    ds.WindowWidth = _ds_number(spec.window[1])
-    ds.RescaleIntercept = _ds_number(spec.rescale_intercept)
-    ds.RescaleSlope = _ds_number(spec.rescale_slope)
-    ds.RescaleType = "HU"
-    return ds
-
-
-def _slice_dataset(spec: SeriesSpec, template: Dataset, index: int, series_uid: str) -> Dataset:
-    ds = Dataset()
-    ds.update(template)
-    sop_uid = generate_uid(entropy_srcs=[series_uid, str(index)])
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceNumber = index + 1
-    ds.ImagePositionPatient = [_ds_number(v) for v in spec.image_position(index)]
-    ds.SliceLocation = _ds_number(spec.slice_positions()[index])
-    hu = phantom_hu(spec, index)
-    ds.PixelData = stored_pixels(spec, hu).tobytes()
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "WEBVIEWER_SYN"
-    ds.file_meta = meta
-    ds.preamble = b"\x00" * 128
-
-    tsyntax = spec.transfer_syntax_uid
-    if tsyntax in COMPRESSED_SYNTAXES:
-        ds.compress(tsyntax, generate_instance_uid=False)
-    elif tsyntax == ImplicitVRLittleEndian:
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    elif tsyntax != ExplicitVRLittleEndian:
-        raise ValueError(f"unsupported transfer syntax {spec.transfer_syntax!r}; use one of {sorted(TRANSFER_SYNTAXES)}")
-    return ds
-
 
 def _file_names(n: int, shuffle: bool, seed: int, prefix: str) -> list[str]:
     if not shuffle:
@@ -164,7 +73,7 @@ def write_series(
     study_uid = spec.study_uid or generate_uid()
     series_uid = spec.series_uid or generate_uid()
     frame_uid = generate_uid(entropy_srcs=[series_uid, "frame"])
-    template = _template(spec, study_uid, series_uid, frame_uid)
+    template = series_template(spec, study_uid, series_uid, frame_uid)
     n = spec.n_slices
     names = _file_names(n, shuffle_names, spec.seed, name_prefix)
     paths: list[Path] = []
@@ -177,7 +86,7 @@ def write_series(
         path = folder / names[k]
         if path.exists():
             raise FileExistsError(f"{path} exists; write another series with a different name_prefix")
-        ds = _slice_dataset(spec, template, k, series_uid)
+        ds = slice_dataset(spec, template, k, series_uid)
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
@@ -230,6 +139,8 @@ class SampleInfo:
     name: str
     description: str
     spec: SeriesSpec = field(hash=False, compare=False)
+    #: written as one Enhanced CT (multi-frame) file instead of one file per slice
+    enhanced: bool = False
 
 
 SAMPLES: dict[str, SampleInfo] = {
@@ -253,11 +164,20 @@ SAMPLES: dict[str, SampleInfo] = {
                        description="Synthetic chest CT seed size", series_uid="1.2.826.0.1.3680043.8.498.1003.1",
                        study_uid="1.2.826.0.1.3680043.8.498.1003.0"),
         ),
+        SampleInfo(
+            "sample-seed-enhanced", "Sample chest CT (seed size, Enhanced CT)",
+            "The seed-sized phantom as one Enhanced CT file of 380 frames (multi-frame), about 200 MB",
+            SeriesSpec(rows=512, columns=512, slices=380, pixel_spacing=(0.7, 0.7), slice_spacing=1.0, seed=3,
+                       description="Synthetic chest CT seed size, Enhanced CT",
+                       series_uid="1.2.826.0.1.3680043.8.498.1003.2", study_uid="1.2.826.0.1.3680043.8.498.1003.0"),
+            enhanced=True,
+        ),
     )
 }
 
 #: short names (CLI ``--samples tiny,medium,seed``) to ids
-SAMPLE_ALIASES = {"tiny": "sample-tiny", "medium": "sample-medium", "seed": "sample-seed"}
+SAMPLE_ALIASES = {"tiny": "sample-tiny", "medium": "sample-medium", "seed": "sample-seed",
+                  "seed-enhanced": "sample-seed-enhanced"}
 
 
 def default_data_dir() -> Path:
@@ -317,7 +237,12 @@ def _generate_sample(info: SampleInfo, zip_path: Path, meta_path: Path, progress
     spec = info.spec
     with tempfile.TemporaryDirectory(prefix=f".{info.id}.", dir=zip_path.parent) as tmp:
         folder = Path(tmp) / info.id
-        paths = write_series(folder, spec, shuffle_names=True, progress=progress)
+        if info.enhanced:
+            from .enhanced import write_enhanced_series
+
+            paths = [write_enhanced_series(folder, spec, progress=progress)]
+        else:
+            paths = write_series(folder, spec, shuffle_names=True, progress=progress)
         dicom_bytes = sum(p.stat().st_size for p in paths)
         # deflate level 3: as small as level 6 on noisy CT (within 0.5 %), three times faster
         zip_folder(folder, zip_path, shuffle=True, seed=spec.seed, compresslevel=3)
@@ -327,6 +252,7 @@ def _generate_sample(info: SampleInfo, zip_path: Path, meta_path: Path, progress
         "description": info.description,
         "modality": "CT",
         "slices": spec.n_slices,
+        "frames": spec.n_slices if info.enhanced else 0,
         "rows": spec.rows,
         "columns": spec.columns,
         "dicom_bytes": dicom_bytes,

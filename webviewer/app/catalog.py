@@ -71,10 +71,11 @@ class CatalogSource:
 
 
 def ct_item(entry: dict[str, Any], t: dict[str, str]) -> dict[str, Any]:
-    """A ct-select item: title with name, slices and size."""
+    """A ct-select item: title with name, slices (or the frames of a multi-frame file) and size."""
     from webviewer.app.i18n import fmt
 
     size = entry.get("zip_bytes") or entry.get("dicom_bytes") or 0
-    title = fmt(t, "ct_item", name=entry.get("name", entry["id"]), slices=entry.get("slices", "?"),
-                size=f"{size / 1e6:.1f} MB")
+    key = "ct_item_frames" if entry.get("frames") else "ct_item"
+    title = fmt(t, key, name=entry.get("name", entry["id"]), slices=entry.get("slices", "?"),
+                frames=entry.get("frames", 0), size=f"{size / 1e6:.1f} MB")
     return {"title": title, "value": entry["id"]}

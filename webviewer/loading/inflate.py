@@ -43,6 +43,11 @@ def inflate_member(raw: Buffer, size: int) -> bytes:
     return zlib.decompressobj(-15).decompress(raw, size + 1)
 
 
+def new_inflater() -> zlib._Decompress:
+    """A raw-deflate decompressor for one member inflated piece by piece (a member too large to hold whole)."""
+    return zlib.decompressobj(-15)
+
+
 def crc32(data: Buffer, value: int = 0) -> int:
     """CRC-32 as ZIP stores it."""
     return zlib.crc32(data, value)

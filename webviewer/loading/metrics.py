@@ -219,6 +219,8 @@ class LoadMetrics:
     memory_method: str = "vmhwm"
     #: another load ran in this process at the same time: the peak includes its memory too
     memory_shared: bool = False
+    #: bytes downloaded when the first slice (or frame) was placed
+    bytes_at_first_slice: int | None = None
 
 
 class MetricsRecorder:
@@ -232,6 +234,7 @@ class MetricsRecorder:
         self._state: str | None = None
         self._state_t = self.t0
         self.first_slice_s: float | None = None
+        self.bytes_at_first_slice: int | None = None
         self.bytes_downloaded = 0
         self.bytes_dicom = 0
         self.components = ComponentTracker()
@@ -254,6 +257,7 @@ class MetricsRecorder:
     def first_slice(self) -> None:
         if self.first_slice_s is None:
             self.first_slice_s = self._clock() - self.t0
+            self.bytes_at_first_slice = self.bytes_downloaded
 
     def finish(self, volume_bytes: int) -> LoadMetrics:
         """Close the running state and return the metrics; stops the memory probe."""
@@ -276,6 +280,7 @@ class MetricsRecorder:
             components_peak_bytes=dict(self.components.peak),
             memory_method=self.memory.method,
             memory_shared=self.memory.shared,
+            bytes_at_first_slice=self.bytes_at_first_slice,
         )
 
     def abort(self) -> None:

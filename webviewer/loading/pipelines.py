@@ -5,7 +5,8 @@
 - ``stream-files`` (PoC1): stream-unzip members while the download streams and keep their bytes, then parse
   them all and assemble. The ZIP is never held whole.
 - ``stream-dicom`` (PoC2): stream-unzip, parse and place each member into the preallocated SliceBuffer the
-  moment its last byte arrives; the download waits (bounded ChunkBridge) when parsing is behind.
+  moment its last byte arrives; the download waits (bounded ChunkBridge) when parsing is behind. A multi-frame
+  member (Enhanced CT) is placed frame by frame while it unzips (``frame_steps``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
+from webviewer.loading.dicom import MultiFrameImage
+from webviewer.loading.frame_steps import divert_for, place_frames
 from webviewer.loading.progress import LoadState
 from webviewer.loading.result import LoadMode
 from webviewer.loading.run import LoadRun, Outcome, no_slices_error, submit
@@ -143,11 +146,17 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
     def place_all(members: Iterable[Member]) -> None:
         for m in members:
             run.check_stop()
+            if m.streamed:  # a multi-frame member: its frames were placed while it unzipped
+                continue
             run.note_member(m)
             if m.data is None:
                 continue
             try:
-                header = run.read_slice_header(m)
+                try:
+                    header = run.read_slice_header(m)
+                except MultiFrameImage:
+                    place_frames(run, buffer, m)
+                    continue
                 if header is None:
                     continue
                 buffer.place(m.name, header, m.data)
@@ -172,7 +181,7 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
 
             def unzip_and_place(chunks: Iterable[bytes], consumed: Callable[[], int]) -> None:
                 # inflate on one thread, parse + place on this one: zlib and numpy release the GIL
-                members: Iterable[Member] = held(run.stream_members(chunks, consumed))
+                members: Iterable[Member] = held(run.stream_members(chunks, consumed, divert_for(run, buffer, submit)))
                 if opts.prefetch_members > 0:
                     members = Prefetch(members, opts.prefetch_members, submit, run.abort_stream)
                 place_all(members)

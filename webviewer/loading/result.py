@@ -87,7 +87,9 @@ class LoadResult:
             "direction": [float(d) for d in np.asarray(v.direction, dtype=float).reshape(9)],
             "dtype": str(v.hu.dtype),
             "timings": {"total_s": m.total_s, "first_slice_s": m.first_slice_s, "states": dict(m.states)},
-            "bytes": {"downloaded": m.bytes_downloaded, "dicom": m.bytes_dicom},
+            "bytes": {"downloaded": m.bytes_downloaded, "dicom": m.bytes_dicom, "at_first_slice": m.bytes_at_first_slice},
+            "frames": int(self.metadata.get("frames") or 0),
+            "sop_class": self.metadata.get("sop_class", ""),
             "memory": {
                 "baseline_rss_bytes": m.baseline_rss_bytes,
                 "peak_rss_bytes": m.peak_rss_bytes,

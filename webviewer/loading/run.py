@@ -17,7 +17,9 @@ import numpy as np
 
 from webviewer.errors import DicomError, LoadCancelledError
 from webviewer.loading import dicom
+from webviewer.loading.frame_steps import frame_slices
 from webviewer.loading.geometry import LoadWarning
+from webviewer.loading.members import Divert
 from webviewer.loading.metrics import MetricsRecorder
 from webviewer.loading.progress import LoadState, ProgressReporter
 from webviewer.loading.result import LoadOptions
@@ -34,6 +36,9 @@ from webviewer.loading.zipdir import ZipEntry, streamable_directory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: PoC2 on the directory path inflates a member this large as it arrives (not in one call), so that a multi-frame
+#: member is placed frame by frame while it downloads
+LARGE_MEMBER_BYTES = 16 << 20
 
 
 def no_slices_error(skipped: list[str]) -> DicomError:
@@ -138,7 +143,7 @@ class LoadRun:
         for name in ("zip", "files", "datasets", "volume"):
             self.metrics.components.release(name)
         self.reporter.reset_counters()
-        self.metrics.first_slice_s = None
+        self.metrics.first_slice_s = self.metrics.bytes_at_first_slice = None
 
     # -- worker threads ------------------------------------------------------------------------------------
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
@@ -238,17 +243,22 @@ class LoadRun:
             bridge.cancel()  # unblocks a producer waiting for space if the worker stopped early
 
     # -- members: a ZIP (stream-unzip / zipfile), or a source that splits its body itself (DICOMweb) -------------
-    def stream_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
-        """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``."""
+    def stream_members(
+        self, chunks: Iterable[bytes], consumed: Callable[[], int], divert: Divert | None = None
+    ) -> Iterator[Member]:
+        """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``; ``divert``
+        streams multi-frame members to a sink (PoC2)."""
         hook = getattr(self.source, "stream_members", None)
         if hook is not None:
             return hook(chunks, self.limits, consumed)
         if not self.options.probe_central_directory or self.options.inflate_workers < 1:
             log.info("unzipping with stream-unzip, one member after another (the directory was not asked for)")
-            return iter_stream_members(chunks, self.limits, consumed=consumed)
-        return self._directory_members(chunks, consumed)
+            return iter_stream_members(chunks, self.limits, consumed=consumed, divert=divert)
+        return self._directory_members(chunks, consumed, divert)
 
-    def _directory_members(self, chunks: Iterable[bytes], consumed: Callable[[], int]) -> Iterator[Member]:
+    def _directory_members(
+        self, chunks: Iterable[bytes], consumed: Callable[[], int], divert: Divert | None = None
+    ) -> Iterator[Member]:
         probe = asyncio.run_coroutine_threadsafe(self.source.directory(), self.loop)  # alongside the download
         try:
             it = iter(chunks)
@@ -265,7 +275,8 @@ class LoadRun:
                      len(entries), self.options.inflate_workers)
         yield from iter_zip_members(
             stream, self.limits, consumed=consumed, entries=entries, submit=submit_inflate,
-            workers=self.options.inflate_workers, archive_bytes=self.source.size,
+            workers=self.options.inflate_workers, archive_bytes=self.source.size, divert=divert,
+            stream_min=LARGE_MEMBER_BYTES,
         )
 
     def _streamable_directory(self, job: concurrent.futures.Future) -> list[ZipEntry] | None:
@@ -307,6 +318,8 @@ class LoadRun:
         """The member's slice header, or None (and the member is recorded as skipped) if it is not an image slice."""
         try:
             header = dicom.read_header(m.name, m.data)
+        except dicom.MultiFrameImage:
+            raise  # the caller reads its frames (frame_steps)
         except dicom.NotAnImageSlice as exc:
             self.skip(m.name, exc.reason)
             return None
@@ -321,7 +334,11 @@ class LoadRun:
             self.check_stop()
             if m.data is None:
                 continue
-            header = self.read_slice_header(m)
+            try:
+                header = self.read_slice_header(m)
+            except dicom.MultiFrameImage:
+                slices.extend(frame_slices(self, m))
+                continue
             if header is None:
                 continue
             if not slices:

@@ -28,29 +28,20 @@ With 16 KiB chunks the async variant cost 672 ms against 372 ms for the bridge (
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import concurrent.futures
-import contextlib
 import io
 import logging
-import queue
-import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import stream_unzip as su
 
-from webviewer.errors import (
-    ArchiveError,
-    LimitExceededError,
-    LoadCancelledError,
-    NotStreamableError,
-    WebViewerError,
-)
+from webviewer.errors import ArchiveError, LoadCancelledError, NotStreamableError, WebViewerError
+from webviewer.loading.bridge import ChunkBridge, Prefetch
 from webviewer.loading.inflate import INFLATE_ERRORS
 from webviewer.loading.limits import Limits
+from webviewer.loading.members import DIVERT_PROBE_BYTES, Divert, Member, MemberSink, divert_member
 from webviewer.loading.zipdir import (
     LOCAL_HEADER,
     LOCAL_SIGNATURE,
@@ -61,153 +52,15 @@ from webviewer.loading.zipdir import (
     inflate_checked,
     iter_directory_members,
 )
+from webviewer.loading.zipstream import STREAMED
+
+__all__ = ["ChunkBridge", "Member", "Prefetch", "extract_all", "iter_stream_members", "iter_zip_members"]
 
 log = logging.getLogger(__name__)
 
 #: output bytes per zlib call inside stream-unzip (its default; larger was no faster with small input chunks)
 UNZIP_CHUNK_BYTES = 1 << 16
 
-
-
-class ChunkBridge:
-    """A bounded, byte-counted queue from the event loop (producer) to one worker thread (consumer)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_bytes: int = 8 << 20) -> None:
-        self.loop = loop
-        self.max_bytes = max_bytes
-        self._items: collections.deque[bytes] = collections.deque()
-        self._bytes = 0
-        self._cond = threading.Condition()
-        self._space = asyncio.Event()
-        self._space.set()
-        self._eof = False
-        self._cancelled = False
-        self.consumed = 0
-        self.peak_bytes = 0
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._bytes
-
-    async def put(self, chunk: bytes) -> None:
-        """Queue a chunk; waits (without blocking the loop) while ``max_bytes`` are already queued."""
-        while True:
-            with self._cond:
-                if self._cancelled:
-                    return
-                if self._bytes < self.max_bytes:
-                    self._items.append(chunk)
-                    self._bytes += len(chunk)
-                    self.peak_bytes = max(self.peak_bytes, self._bytes)
-                    self._cond.notify()
-                    return
-                self._space.clear()
-            await self._space.wait()
-
-    def close(self) -> None:
-        """No more chunks (end of download)."""
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    def cancel(self) -> None:
-        """Wake the consumer with LoadCancelledError and drop what is queued."""
-        with self._cond:
-            self._cancelled = True
-            self._items.clear()
-            self._bytes = 0
-            self._cond.notify_all()
-        self._signal_space()
-
-    def _signal_space(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._space.set)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            with self._cond:
-                while not self._items and not self._eof and not self._cancelled:
-                    self._cond.wait()
-                if self._cancelled:
-                    raise LoadCancelledError()
-                if not self._items:
-                    return
-                was_full = self._bytes >= self.max_bytes
-                chunk = self._items.popleft()
-                self._bytes -= len(chunk)
-                self.consumed += len(chunk)
-                if was_full and self._bytes < self.max_bytes:
-                    self._signal_space()
-            yield chunk
-
-
-class Prefetch:
-    """Iterate ``source`` on another worker thread, at most ``depth`` items ahead of the consumer.
-
-    Used by PoC2 so that inflating member k+1 (zlib, GIL released) overlaps parsing and placing member k.
-    ``abort`` must make ``source`` stop (it is called, e.g. ChunkBridge.cancel, when the consumer stops early).
-    """
-
-    _END = object()
-
-    def __init__(self, source: Iterable, depth: int, submit: Callable, abort: Callable[[], None]) -> None:
-        self._q: queue.Queue = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._abort = abort
-        self._job = submit(self._produce, source)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self, source: Iterable) -> None:
-        try:
-            for item in source:
-                if not self._put((item, None)):
-                    return
-            self._put((self._END, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._put((None, exc))
-
-    def __iter__(self) -> Iterator:
-        try:
-            while True:
-                item, exc = self._q.get()
-                if exc is not None:
-                    raise exc
-                if item is self._END:
-                    return
-                yield item
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the producer and wait for it (it never blocks for long: its queue puts time out)."""
-        if self._job.done():
-            return
-        self._stop.set()
-        self._abort()
-        while True:
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                break
-        with contextlib.suppress(BaseException):
-            self._job.result()
-
-
-@dataclass
-class Member:
-    """One archive member: its bytes, or why it was skipped (bytes then None)."""
-
-    name: str
-    data: bytes | None
-    skip_reason: str | None = None
 
 
 def _decode_name(raw: bytes) -> str:
@@ -265,15 +118,18 @@ def iter_stream_members(
     *,
     consumed: Callable[[], int] | None = None,
     on_member_bytes: Callable[[int], None] | None = None,
+    divert: Divert | None = None,
 ) -> Iterator[Member]:
     """Stream-unzip ``chunks`` and yield each member whole, the moment its last byte (and CRC) checks out.
 
     Junk names (``__MACOSX/``, ``.DS_Store``, directories) are drained without keeping their bytes. Limits:
     member count, per-member and total uncompressed bytes, and the compression ratio against ``consumed()``
-    (compressed bytes read so far) are checked as bytes come out, before they pile up.
+    (compressed bytes read so far) are checked as bytes come out, before they pile up. ``divert(name, head)`` is
+    asked once per member when DIVERT_PROBE_BYTES have come out: a sink it returns gets the member's bytes as they
+    come (never held whole, so the streaming limit does not apply) and the member is yielded ``streamed``.
     """
     name: str | None = None
-    total = 0
+    state = _Unzipped()
     count = 0
     try:
         for raw_name, size, member_chunks in su.stream_unzip(chunks, chunk_size=UNZIP_CHUNK_BYTES):
@@ -282,37 +138,70 @@ def iter_stream_members(
             limits.check_members(count)
             if size is not None:
                 limits.check_member(name, size)
-                limits.check_total(total + size)
-                _check_streamable(name, size, limits)
-            reason = _skip_reason(name)
-            parts: list[bytes] = []
-            nbytes = 0
-            for part in member_chunks:
-                nbytes += len(part)
-                total += len(part)
-                if nbytes > limits.max_member_bytes:
-                    limits.check_member(name, nbytes)
-                if nbytes > limits.max_stream_member_bytes:
-                    _check_streamable(name, nbytes, limits)
-                if total > limits.max_total_bytes:
-                    limits.check_total(total)
-                if consumed is not None:
-                    limits.check_ratio(total, consumed())
-                if reason is None:
-                    parts.append(part)
-                    if on_member_bytes is not None:
-                        on_member_bytes(len(part))
-            if reason is not None:
-                yield Member(name, None, reason)
-                continue
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            parts.clear()
-            yield Member(name, data)
+                limits.check_total(state.total + size)
+                if divert is None:
+                    _check_streamable(name, size, limits)
+            yield _take_member(name, member_chunks, limits, state, consumed, on_member_bytes, divert)
             name = None
-    except (LimitExceededError, WebViewerError):  # LoadCancelledError is one too
+    except BaseException as exc:
+        if state.sink is not None:  # a member failed while it streamed to a sink: stop the sink's thread
+            state.sink.abort()
+        if isinstance(exc, su.UnzipError) and not isinstance(exc, WebViewerError):
+            raise map_stream_unzip_error(exc, name) from exc
         raise
-    except su.UnzipError as exc:
-        raise map_stream_unzip_error(exc, name) from exc
+
+
+@dataclass
+class _Unzipped:
+    """Bytes unzipped so far in one stream-unzip pass, and the sink of the member streaming now."""
+
+    total: int = 0
+    sink: MemberSink | None = None
+
+
+def _take_member(
+    name: str,
+    member_chunks: Iterable[bytes],
+    limits: Limits,
+    state: _Unzipped,
+    consumed: Callable[[], int] | None,
+    on_member_bytes: Callable[[int], None] | None,
+    divert: Divert | None,
+) -> Member:
+    """Read one member of stream-unzip to its end: its bytes, a skip, or its bytes streamed to a divert sink."""
+    reason = _skip_reason(name)
+    parts: list[bytes] = []
+    nbytes = 0
+    ask = divert is not None and reason is None
+    for part in member_chunks:
+        nbytes += len(part)
+        state.total += len(part)
+        if nbytes > limits.max_member_bytes:
+            limits.check_member(name, nbytes)
+        if state.sink is None and nbytes > limits.max_stream_member_bytes:
+            _check_streamable(name, nbytes, limits)
+        if state.total > limits.max_total_bytes:
+            limits.check_total(state.total)
+        if consumed is not None:
+            limits.check_ratio(state.total, consumed())
+        if state.sink is not None:
+            state.sink.feed(part)
+        elif reason is None:
+            parts.append(part)
+            if on_member_bytes is not None:
+                on_member_bytes(len(part))
+            if ask and nbytes >= DIVERT_PROBE_BYTES:
+                ask = False
+                state.sink = divert_member(divert, name, parts)  # type: ignore[arg-type]
+    if state.sink is not None:
+        closing, state.sink = state.sink, None
+        closing.close()
+        return Member(name, None, None, streamed=True)
+    if reason is not None:
+        return Member(name, None, reason)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    parts.clear()
+    return Member(name, data)
 
 
 def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
@@ -368,27 +257,33 @@ def iter_zip_members(
     archive_bytes: int | None = None,
     submit: Callable[..., concurrent.futures.Future] | None = None,
     workers: int = 2,
+    divert: Divert | None = None,
+    stream_min: int = 16 << 20,
 ) -> Iterator[Member]:
     """The members of a streamed ZIP, in stream order, each the moment it is complete and checked.
 
     With the central directory (``entries`` from ``zipdir.streamable_directory``) members are cut by offset
     and inflated ``workers`` at once on ``submit``'s threads; without it, or if the stream's first member is
-    not what the directory says, stream-unzip inflates them one after the other.
+    not what the directory says, stream-unzip inflates them one after the other. ``divert`` is offered every
+    member on the stream-unzip path, and members of ``stream_min`` bytes or more on the directory path.
     """
     if entries is None or submit is None:
-        yield from iter_stream_members(chunks, limits, consumed=consumed)
+        yield from iter_stream_members(chunks, limits, consumed=consumed, divert=divert)
         return
     check_directory_limits(entries, limits, archive_bytes or sum(e.compressed_size for e in entries))
-    for entry in entries:
-        _check_streamable(entry.name, entry.size, limits)
+    for entry in entries:  # a large member may stream to a divert sink; if not, its held bytes are checked
+        if divert is None or entry.size < stream_min:
+            _check_streamable(entry.name, entry.size, limits)
     try:
         for entry, data, reason in iter_directory_members(
-            chunks, entries, skip_reason=_skip_reason, submit=submit, workers=workers
+            chunks, entries, skip_reason=_skip_reason, submit=submit, workers=workers, divert=divert,
+            stream_min=stream_min, check_held=lambda name, n: _check_streamable(name, n, limits),
         ):
-            yield Member(entry.name, data, reason)
+            streamed = reason == STREAMED
+            yield Member(entry.name, data, None if streamed else reason, streamed=streamed)
     except DirectoryMismatch as mismatch:
         log.warning("the archive's first member does not match its central directory; unzipping it in order")
-        yield from iter_stream_members(mismatch.replay, limits, consumed=consumed)
+        yield from iter_stream_members(mismatch.replay, limits, consumed=consumed, divert=divert)
 
 
 def extract_all(

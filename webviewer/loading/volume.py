@@ -64,6 +64,8 @@ def volume_metadata(header: SliceHeader, volume: CTVolume) -> dict[str, Any]:
         "origin": list(volume.origin),
         "dtype": str(volume.hu.dtype),
         "slices": int(volume.hu.shape[0]),
+        "sop_class": header.sop_class,  # multi-frame: the frames' file, else the slices' class
+        "frames": header.frame_count if header.frame_count > 1 else 0,  # frames of the multi-frame file, 0: classic
     }
 
 
@@ -197,6 +199,16 @@ class SliceBuffer:
             return list(self._headers)
 
     # -- placement -----------------------------------------------------------------------------------------
+    def expect(self, count: int, name: str = "") -> None:
+        """A member holds ``count`` frames (multi-frame CT): before allocation the hint counts them, after it the
+        stack grows once to fit them (instead of by half again and again)."""
+        with self.lock:
+            if self._buf is None:
+                self.capacity_hint = max((self.capacity_hint or 1) - 1, 0) + count
+            elif self.placed + count > self.capacity:
+                log.info("slice buffer: %s holds %d frames", name, count)
+                self._grow(self.placed + count)
+
     def _slice_limit(self, rows: int, columns: int, dtype: np.dtype) -> int:
         return self.max_volume_bytes // (rows * columns * dtype.itemsize)
 
@@ -211,30 +223,20 @@ class SliceBuffer:
             # fail only when the slices really exceed it (in _grow)
             capacity = min(limit, self.capacity_hint + max(4, self.capacity_hint // 50))
             if self.capacity_hint > limit:
-                log.warning(
-                    "expected %d slices of %dx%d exceed max_volume_bytes; loading until the limit",
-                    self.capacity_hint,
-                    columns,
-                    rows,
-                )
+                log.warning("expected %d slices of %dx%d exceed max_volume_bytes; loading until the limit",
+                            self.capacity_hint, columns, rows)
         else:
             capacity = max(1, min(limit, (_ram_bytes() // 2) // slice_bytes))
         self._buf = np.empty((capacity, rows, columns), dtype=dtype)
         self.capacity = capacity
         self.shape = (rows, columns)
-        log.debug(
-            "slice buffer: %d x %dx%d %s (%.0f MB virtual)",
-            capacity,
-            rows,
-            columns,
-            dtype,
-            self._buf.nbytes / 1e6,
-        )
+        log.debug("slice buffer: %d x %dx%d %s (%.0f MB virtual)", capacity, rows, columns, dtype,
+                  self._buf.nbytes / 1e6)
 
-    def _grow(self) -> None:
+    def _grow(self, target: int = 0) -> None:
         assert self._buf is not None and self.shape is not None
         limit = self._slice_limit(*self.shape, self._buf.dtype)
-        new_cap = min(limit, max(self.capacity + 16, self.capacity * 3 // 2))
+        new_cap = min(limit, max(target, self.capacity + 16, self.capacity * 3 // 2))
         if new_cap <= self.capacity:
             raise _limit_error(
                 f"(more than {self.capacity} slices of {self.shape[1]}x{self.shape[0]})",

@@ -28,6 +28,8 @@ from typing import NamedTuple
 from webviewer.errors import ArchiveError
 from webviewer.loading.inflate import INFLATE_ERRORS, crc32, inflate_member
 from webviewer.loading.limits import Limits
+from webviewer.loading.members import Divert
+from webviewer.loading.zipstream import STREAMED, inflate_streaming
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +287,13 @@ def inflate_checked(raw: bytes | memoryview, entry: ZipEntry) -> bytes:
     return data
 
 
+def _check_order(entry: ZipEntry, end: int) -> None:
+    if entry.header_offset < end:
+        raise ArchiveError(
+            f"The archive is corrupt: member {entry.name!r} starts inside the member before it. Export it again."
+        )
+
+
 def iter_directory_members(
     chunks: Iterable[bytes],
     entries: list[ZipEntry],
@@ -292,13 +301,18 @@ def iter_directory_members(
     skip_reason: Callable[[str], str | None],
     submit: Callable[..., concurrent.futures.Future],
     workers: int = 2,
+    divert: Divert | None = None,
+    stream_min: int = 16 << 20,
+    check_held: Callable[[str, int], None] | None = None,
 ) -> Iterator[tuple[ZipEntry, bytes | None, str | None]]:
     """(entry, bytes, None) or (entry, None, skip reason) per member, in stream order, inflated ``workers`` at once.
 
     ``entries`` come from :func:`streamable_directory`. Raises :class:`DirectoryMismatch` (before yielding
     anything) if the first local header disagrees with the directory, and ArchiveError for later mismatches,
     truncation, corrupt data or a bad CRC. Inflates still running when the consumer stops are cancelled or
-    waited for, so no worker outlives the iteration.
+    waited for, so no worker outlives the iteration. With ``divert``, a member of ``stream_min`` bytes or more is
+    inflated as it arrives and offered to it (``zipstream``; reason ``STREAMED`` when a sink took it); if no sink
+    takes it, ``check_held(name, bytes)`` sees its bytes as they pile up.
     """
     window = StreamWindow(chunks)
     pending: collections.deque[tuple[ZipEntry, concurrent.futures.Future | None, str | None]] = collections.deque()
@@ -306,11 +320,7 @@ def iter_directory_members(
     end = 0
     try:
         for index, entry in enumerate(entries):
-            if entry.header_offset < end:
-                raise ArchiveError(
-                    f"The archive is corrupt: member {entry.name!r} starts inside the member before it. "
-                    "Export it again."
-                )
+            _check_order(entry, end)
             if index:  # the first member's bytes stay until it matches (they are replayed if it does not)
                 window.skip_to(entry.header_offset, entry.name)
             begin, matches = _read_local_header(window, entry)
@@ -323,6 +333,12 @@ def iter_directory_members(
                 )
             end = begin + entry.compressed_size
             reason = skip_reason(entry.name)
+            if reason is None and divert is not None and entry.size >= stream_min:
+                while pending:  # stream order
+                    yield _result(pending.popleft())
+                data, streamed = inflate_streaming(window, entry, begin, divert, check_held)
+                yield entry, data, (STREAMED if streamed else None)
+                continue
             if reason is None:
                 window.fill(end, entry.name)
                 pending.append((entry, submit(inflate_checked, window.take(begin, end), entry), None))

@@ -14,6 +14,7 @@ from webviewer.loading.dicom.scan import (
     EXPLICIT_VR_BE,
     IMPLICIT_VR_LE,
     NATIVE_SYNTAXES,
+    MultiFrameImage,
     NotAnImageSlice,
     read_fields,
 )
@@ -72,6 +73,11 @@ class SliceHeader:
     series_number: int | None = None
     instance_number: int | None = None
     slice_thickness: float | None = None
+    #: SOP class of the file (CT Image Storage, Enhanced CT Image Storage, ...)
+    sop_class: str = ""
+    #: frames of the file this slice came from (1 for a classic single-frame slice), and this slice's frame index
+    frame_count: int = 1
+    frame_index: int = 0
 
     @property
     def int16_always_fits(self) -> bool:
@@ -125,8 +131,8 @@ def read_header(name: str, data: bytes, *, fast: bool = True) -> SliceHeader:
         raise NotAnImageSlice(name, f"no pixel data (SOP class {sop_class or 'unknown'})")
     if (f.get("SamplesPerPixel") or 1) != 1:
         raise NotAnImageSlice(name, "colour image (SamplesPerPixel > 1), not a CT slice")
-    if (f.get("NumberOfFrames") or 1) > 1:
-        raise NotAnImageSlice(name, "multi-frame image (not supported; export single-frame slices)")
+    if (f.get("NumberOfFrames") or 1) > 1 or ("NumberOfFrames" in f and not f.get("ImagePositionPatient")):
+        raise MultiFrameImage(name, "multi-frame image (read its frames with dicom.frames)")
     if not f.get("ImagePositionPatient") or not f.get("ImageOrientationPatient"):
         raise NotAnImageSlice(
             name, "image without ImagePositionPatient/ImageOrientationPatient (not a volume slice)"
@@ -176,6 +182,7 @@ def read_header(name: str, data: bytes, *, fast: bool = True) -> SliceHeader:
         series_number=f.get("SeriesNumber"),
         instance_number=f.get("InstanceNumber"),
         slice_thickness=thickness[0] if thickness else None,
+        sop_class=sop_class,
     )
 
 

@@ -39,6 +39,10 @@ class NotAnImageSlice(Exception):  # noqa: N818 - name fixed by the team contrac
         self.reason = reason
 
 
+class MultiFrameImage(NotAnImageSlice):
+    """The member is a multi-frame image (Enhanced CT): a reader that knows frames reads it, others skip it."""
+
+
 # ----------------------------------------------------------------------------------------------- header fields
 # keyword -> (tag, kind); kind: "uid" | "cs" | "text" | "ds" (list of floats) | "is" | "us" (int) | "present"
 _FIELDS: dict[str, tuple[int, str]] = {
