@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
+from webviewer.errors import DicomError
 from webviewer.loading.progress import LoadState
 from webviewer.loading.result import LoadMode
 from webviewer.loading.run import LoadRun, Outcome, no_slices_error, submit
@@ -150,7 +151,11 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
                 header = run.read_slice_header(m)
                 if header is None:
                     continue
-                buffer.place(m.name, header, m.data)
+                try:
+                    buffer.place(m.name, header, m.data)
+                except DicomError as exc:  # a broken slice among good ones: skipped and listed
+                    run.skip_broken(m.name, exc)
+                    continue
             finally:
                 comp.add("files", -len(m.data))
             run.metrics.first_slice()
