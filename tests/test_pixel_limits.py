@@ -92,3 +92,27 @@ def test_a_real_rle_slice_passes_the_bound_and_a_forged_one_fails():
     forged = bomb_slice(4096, 4096, frame=rle_frame())
     with pytest.raises(LimitExceededError, match="corrupt or hostile"):
         decode_hu(forged, read_header("forged.dcm", forged))
+
+
+def _broken_among_good(tmp_path: Path) -> Path:
+    good = [(f"g{i}.dcm", to_bytes(ct_dataset(rows=16, columns=16, position=(0.0, 0.0, float(i)),
+                                              series_uid="1.2.3"))) for i in range(3)]
+    bad = ("bad.dcm", bomb_slice(16, 16, z=9.0, series_uid="1.2.3", frame=b"\0" * 70))  # undecodable RLE
+    path = tmp_path / "one-broken.zip"
+    path.write_bytes(make_zip([*good, bad]))
+    return path
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_load_cli_quiet_prints_nothing_and_skips_the_broken_slice(tmp_path, mode):
+    path = _broken_among_good(tmp_path)
+    exe = Path(sys.executable).with_name("webviewer-load")
+    quiet = subprocess.run([str(exe), str(path), "--mode", mode, "--quiet"], capture_output=True, text=True,
+                           timeout=300)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    loud = subprocess.run([str(exe), str(path), "--mode", mode, "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert loud.returncode == 0 and "Traceback" not in loud.stderr
+    result = json.loads(loud.stdout)
+    assert result["slices"] == 3 and result["skipped_files"] == ["bad.dcm (unreadable)"]
+    assert "bad.dcm (unreadable)" in json.dumps(result["warnings"])
