@@ -38,8 +38,11 @@ fuzz: install
 	mkdir -p .fuzz
 	for t in $(FUZZ_TARGETS); do \
 	  (cd .fuzz && ../$(BIN)/python ../tests/fuzz/harness.py $$t -max_total_time=$(FUZZ_SECONDS) \
-	    -rss_limit_mb=2048 -timeout=20 -artifact_prefix=$$t- $$t-corpus 2>&1 | tee $$t.log | grep -E "^fuzz|DONE|crash|ERROR" ) || exit 1; \
+	    -rss_limit_mb=2048 -timeout=20 -artifact_prefix=$$t- $$t-corpus > $$t.log 2>&1; \
+	    grep -E "^fuzz|DONE|Uncaught|Error:|crash-" $$t.log); \
 	done
+	@if ls .fuzz/*crash-* .fuzz/*oom-* .fuzz/*timeout-* 2>/dev/null; then \
+	  echo "findings above: turn each into a test in tests/test_fuzz_regressions.py"; exit 1; fi
 
 # soak benchmark (not a test): 100 loads in the app through Chromium and 1,000 abandoned downloads
 soak: install

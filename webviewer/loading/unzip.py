@@ -35,12 +35,14 @@ import contextlib
 import io
 import logging
 import queue
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import stream_unzip as su
+from stream_inflate import StreamInflateError
 
 from webviewer.errors import ArchiveError, LimitExceededError, NotStreamableError, WebViewerError
 from webviewer.loading.inflate import INFLATE_ERRORS, install_in_stream_unzip
@@ -314,6 +316,9 @@ def iter_stream_members(
         raise
     except su.UnzipError as exc:
         raise map_stream_unzip_error(exc, name) from exc
+    except (StreamInflateError, *INFLATE_ERRORS) as exc:  # stream-unzip lets the inflater's own errors through (BackwardsTooFar)
+        where = f" (member {name!r})" if name else ""
+        raise ArchiveError(f"The archive holds corrupted compressed data{where}. Export the study again.") from exc
 
 
 def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
@@ -402,7 +407,9 @@ def extract_all(
     """Batch unzip with zipfile on an in-memory buffer; limits checked on the central directory first."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(buffer))
-    except zipfile.BadZipFile as exc:
+    except NotImplementedError as exc:  # zipfile: "zip file version 23.9" and other unsupported features
+        raise ArchiveError(f"The archive uses a ZIP feature that cannot be read ({exc}). Export it again.") from exc
+    except (zipfile.BadZipFile, ValueError, struct.error, EOFError) as exc:
         raise ArchiveError(
             "The archive is truncated or not a ZIP (no end of central directory). Download or export it again."
         ) from exc
