@@ -35,6 +35,7 @@ def app():
 class FakeProtocol:
     def __init__(self, state):
         self.state = state
+        self.server = type("S", (), {"state": state})()
         self.forced: list[tuple] = []
 
     def update_state(self, changes):
@@ -56,6 +57,7 @@ class FakeHandler:
             "application.exit.later": (protocol, FakeProtocol.exit),
             "trame.state.update": (protocol, FakeProtocol.update_state),
             "trame.lifecycle.update": (protocol, lambda p, name: p.forced.append(("lifecycle", name))),
+            "trame.force.push": (protocol, FakeProtocol.force_push_state),
         }
 
     def call(self, name, *args):
@@ -79,6 +81,9 @@ def test_exit_rpcs_are_removed_and_life_cycle_limited(app):
     assert proto.forced == []
     handler.call("trame.lifecycle.update", "client_connected")
     assert proto.forced == [("lifecycle", "client_connected")]
+    handler.call("trame.force.push", "no_such_key", ["x"])  # would raise KeyError in trame
+    handler.call("trame.force.push", "mode", "no_such_key")
+    assert proto.forced[1:] == [("mode",)]
 
 
 @pytest.mark.parametrize(("key", "value"), [

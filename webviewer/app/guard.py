@@ -19,6 +19,7 @@ REFUSED_RPCS = ("application.exit", "application.exit.later")
 #: the life-cycle names trame's browser client sends (trame_client: client_connected / exited / unmounted)
 CLIENT_LIFE_CYCLES = frozenset({"client_connected", "client_exited", "client_unmounted"})
 LIFE_CYCLE_RPC = "trame.lifecycle.update"
+FORCE_PUSH_RPC = "trame.force.push"
 
 
 def _guarded_life_cycle(original: Any) -> Any:
@@ -29,6 +30,17 @@ def _guarded_life_cycle(original: Any) -> Any:
         return original(protocol, name)
 
     return life_cycle_update
+
+
+def _guarded_force_push(original: Any) -> Any:
+    def force_push(protocol: Any, *keys: Any) -> None:
+        state = protocol.server.state
+        known = [k for k in keys if isinstance(k, str) and k in state]
+        if len(known) != len(keys):
+            log.warning("ignored %d unknown key(s) in a page's force push", len(keys) - len(known))
+        return original(protocol, *known) if known else None
+
+    return force_push
 
 
 def guard_rpcs(wslink_server: Any) -> list[str]:
@@ -45,6 +57,9 @@ def guard_rpcs(wslink_server: Any) -> list[str]:
         if LIFE_CYCLE_RPC in functions:
             obj, func = functions[LIFE_CYCLE_RPC]
             functions[LIFE_CYCLE_RPC] = (obj, _guarded_life_cycle(func))
+        if FORCE_PUSH_RPC in functions:  # unknown keys would raise KeyError inside the handler
+            obj, func = functions[FORCE_PUSH_RPC]
+            functions[FORCE_PUSH_RPC] = (obj, _guarded_force_push(func))
     if removed:
         log.info("refusing page RPCs: %s", ", ".join(sorted(set(removed))))
     return removed
