@@ -242,7 +242,7 @@ def map_stream_unzip_error(exc: Exception, member: str | None) -> WebViewerError
         return err
     if isinstance(exc, su.TruncatedDataError):
         return ArchiveError(f"The archive is truncated{where}: it ends before its last member. Download it again.")
-    if isinstance(exc, su.DeflateError):
+    if isinstance(exc, (su.DeflateError, StreamInflateError, *INFLATE_ERRORS)):
         return ArchiveError(f"The archive holds corrupted compressed data{where}. Export the study again.")
     if isinstance(exc, su.IntegrityError):
         return ArchiveError(f"The archive failed an integrity check{where} ({exc.__class__.__name__}). Export it again.")
@@ -314,11 +314,8 @@ def iter_stream_members(
             name = None
     except (Cancelled, LimitExceededError, WebViewerError):
         raise
-    except su.UnzipError as exc:
+    except (su.UnzipError, StreamInflateError, *INFLATE_ERRORS) as exc:  # the inflater's own: BackwardsTooFar
         raise map_stream_unzip_error(exc, name) from exc
-    except (StreamInflateError, *INFLATE_ERRORS) as exc:  # stream-unzip lets the inflater's own errors through (BackwardsTooFar)
-        where = f" (member {name!r})" if name else ""
-        raise ArchiveError(f"The archive holds corrupted compressed data{where}. Export the study again.") from exc
 
 
 def member_span(view: memoryview, info: zipfile.ZipInfo) -> tuple[int, int]:
