@@ -308,7 +308,7 @@ class _Builder:
                 with zipfile.ZipFile(path) as zf:
                     probes = []
                     for info in zf.infolist():
-                        if info.is_dir() or any(_is_hidden(p) for p in info.filename.split("/")):
+                        if info.filename.endswith("/") or not info.filename or any(_is_hidden(p) for p in info.filename.split("/")):
                             continue
                         probe = _probe_member(zf, info)
                         if probe:

@@ -428,7 +428,7 @@ def extract_all(
             if should_stop is not None and should_stop():
                 raise Cancelled()
             name = info.filename
-            reason = "directory" if info.is_dir() else _skip_reason(name)
+            reason = "directory" if name.endswith("/") else _skip_reason(name)  # is_dir() fails on ""
             if reason is not None:
                 member = Member(name, None, reason)
             else:

@@ -28,6 +28,10 @@ _PREFERRED_PLUGINS = {
 }
 
 
+#: what a decoder failure is not: everything else it raises (pyo3's PanicException included) is a DicomError
+_NOT_DECODER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 class HUOverflow(ValueError):  # noqa: N818
     """This slice's HU do not fit the int16 ``out``: promote the volume to float32 and decode again."""
 
@@ -51,13 +55,15 @@ def stored_pixels(data: bytes, header: SliceHeader) -> np.ndarray:
         try:
             ds.pixel_array_options(decoding_plugin=plugin)
             arr = ds.pixel_array
-        except Exception:
-            if not plugin:
+        except BaseException as exc:
+            if not plugin or isinstance(exc, _NOT_DECODER_ERRORS):
                 raise
             log.debug("%s: plugin %s failed, trying the others", header.name, plugin)
             ds.pixel_array_options(decoding_plugin="")
             arr = ds.pixel_array
-    except Exception as exc:
+    except BaseException as exc:  # a Rust decoder's panic (pyo3 PanicException) is a BaseException
+        if isinstance(exc, _NOT_DECODER_ERRORS):
+            raise
         raise DicomError(
             f"{header.name}: cannot decode {UID(header.transfer_syntax).name} pixel data ({exc}). "
             "Install the pylibjpeg/pyjpegls plugins or export the study uncompressed."
