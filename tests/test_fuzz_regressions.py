@@ -55,6 +55,15 @@ RLE_PANIC_SLICE = bytes.fromhex(
     "343536370738393a3b3c3d3e3ffeffdde000000000"
 )
 
+# unzip_batch-crash-49ba98d7: a member offset that makes zipfile seek before the start (ValueError)
+NEGATIVE_SEEK_ZIP = bytes.fromhex(
+    "504b00000414030000089fa07d5d11001cc71400000000100000f9ffffff9d916707140000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000053606d500000000000000000000000000000000000"
+    "00000000000000000000000000004c000000000000000000000000000000000000000000000000000000000000f06e504b010214"
+    "0308006da07d5d11001cc71400000000100000070000000700000000000000000000008001000000006269672e64636d504b0506"
+    "000000000100010035000000390000400000"
+)
+
 
 def unsupported_version_zip() -> bytes:
     """unzip_batch-crash-93651a76: a central directory entry needing ZIP version 23.9 (zipfile raised
@@ -83,6 +92,11 @@ def test_a_member_without_a_name_is_skipped():
     assert [m.skip_reason for m in members if m.name == ""] == ["directory entry"]
 
 
+def test_a_member_offset_before_the_start_is_an_archive_error():
+    with pytest.raises(ArchiveError, match="corrupted or truncated"):
+        extract_all(NEGATIVE_SEEK_ZIP, LIMITS)
+
+
 def test_a_decoder_panic_is_a_dicom_error():
     header = read_header("panic.dcm", RLE_PANIC_SLICE)
     with pytest.raises(DicomError, match="cannot decode RLE"):
@@ -90,7 +104,7 @@ def test_a_decoder_panic_is_a_dicom_error():
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("make", [unsupported_version_zip, lambda: BACKWARDS_TOO_FAR, lambda: EMPTY_NAME_ZIP,
+@pytest.mark.parametrize("make", [unsupported_version_zip, lambda: BACKWARDS_TOO_FAR, lambda: EMPTY_NAME_ZIP, lambda: NEGATIVE_SEEK_ZIP,
                                   lambda: zip_bytes([("panic.dcm", RLE_PANIC_SLICE)])])
 async def test_found_inputs_fail_cleanly_in_every_mode(tmp_path, mode, make):
     path = tmp_path / "found.zip"

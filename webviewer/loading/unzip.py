@@ -434,7 +434,7 @@ def extract_all(
             else:
                 try:
                     member = Member(name, read_member(zf, view, info))
-                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError) as exc:
+                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError, ValueError, struct.error) as exc:
                     raise ArchiveError(
                         f"The archive holds corrupted or truncated data (member {name!r}: {exc}). Export it again."
                     ) from exc
