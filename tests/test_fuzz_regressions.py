@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zipfile
 
 import pytest
 from fuzz_targets import LIMITS, TARGETS, run_target, seeds, zip_bytes
@@ -97,6 +98,21 @@ def test_a_member_offset_before_the_start_is_an_archive_error():
         extract_all(NEGATIVE_SEEK_ZIP, LIMITS)
 
 
+def broken_member_zip(method: int) -> bytes:
+    """unzip_batch-crash-58920f2a: a bzip2 member whose stream header is damaged (bz2 raised OSError "Invalid
+    data stream"); LZMA likewise (lzma.LZMAError)."""
+    data = bytearray(zip_bytes([("a.dcm", seeds()["dicom_header"][0])], method))
+    start = 30 + len("a.dcm")  # the member's data follows its local header and name
+    data[start:start + 8] = bytes(b ^ 0x5A for b in data[start:start + 8])
+    return bytes(data)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_damaged_bzip2_or_lzma_member_is_an_archive_error(method):
+    with pytest.raises(ArchiveError):
+        extract_all(broken_member_zip(method), LIMITS)
+
+
 def test_a_decoder_panic_is_a_dicom_error():
     header = read_header("panic.dcm", RLE_PANIC_SLICE)
     with pytest.raises(DicomError, match="cannot decode RLE"):
@@ -105,6 +121,7 @@ def test_a_decoder_panic_is_a_dicom_error():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("make", [unsupported_version_zip, lambda: BACKWARDS_TOO_FAR, lambda: EMPTY_NAME_ZIP, lambda: NEGATIVE_SEEK_ZIP,
+                                  lambda: broken_member_zip(zipfile.ZIP_BZIP2),
                                   lambda: zip_bytes([("panic.dcm", RLE_PANIC_SLICE)])])
 async def test_found_inputs_fail_cleanly_in_every_mode(tmp_path, mode, make):
     path = tmp_path / "found.zip"

@@ -34,6 +34,7 @@ import concurrent.futures
 import contextlib
 import io
 import logging
+import lzma
 import queue
 import struct
 import threading
@@ -434,7 +435,8 @@ def extract_all(
             else:
                 try:
                     member = Member(name, read_member(zf, view, info))
-                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError, ValueError, struct.error) as exc:
+                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError, ValueError, struct.error, OSError,
+                        lzma.LZMAError) as exc:  # OSError: bz2's "Invalid data stream" (in-memory buffer)
                     raise ArchiveError(
                         f"The archive holds corrupted or truncated data (member {name!r}: {exc}). Export it again."
                     ) from exc
