@@ -140,8 +140,14 @@ async def test_no_dicom_and_corrupt_dicom(tmp_path, series, mode):
     broken = series[0][1][:-100]  # a DICOM file whose pixel data is cut short
     z2 = tmp_path / "corrupt.zip"
     z2.write_bytes(make_zip([*series[1:], ("broken.dcm", broken)]))
-    with pytest.raises(DicomError, match="broken.dcm.*truncated"):
-        await load(z2, mode)
+    # policy (issue 13): a truncated slice among good ones is skipped and listed, the others load
+    result = await load(z2, mode)
+    assert result.volume.hu.shape[0] == len(series) - 1
+    (warning,) = [w for w in result.warnings if w.code == "skipped_files"]
+    assert "broken.dcm (unreadable)" in warning.message
+    z3 = tmp_path / "all-broken.zip"
+    z3.write_bytes(make_zip([("broken.dcm", broken)]))
+    await expect_failure(z3, mode, DicomError, "no loadable DICOM")
 
 
 # --------------------------------------------------------------------------------------------- cancel

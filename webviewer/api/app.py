@@ -39,7 +39,15 @@ class ApiSettings:
 CATALOG_KEY = web.AppKey("webviewer_catalog", Catalog)
 SETTINGS_KEY = web.AppKey("webviewer_api_settings", ApiSettings)
 
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+#: ASCII digits only (``\d`` would take Arabic-Indic digits), at most 19 of them (beyond any file size)
+_RANGE_RE = re.compile(r"^[ \t]*bytes[ \t]*=[ \t]*([0-9]{0,19})[ \t]*-[ \t]*([0-9]{0,19})[ \t]*$",
+                       re.IGNORECASE | re.ASCII)
+#: a longer Range header is refused (416) without being parsed
+MAX_RANGE_HEADER = 200
+#: a client that accepts no byte for this long is dropped (seconds)
+WRITE_TIMEOUT_S = 30.0
+#: no download may be paced to last longer than this (seconds): ?rate= below size / this is refused
+MAX_DURATION_S = 3600.0
 
 
 class RangeNotSatisfiable(Exception):
@@ -54,11 +62,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if header is None or not header.strip():
         return None
+    if len(header) > MAX_RANGE_HEADER:
+        raise RangeNotSatisfiable(f"Range header longer than {MAX_RANGE_HEADER} characters")
     if "," in header and header.strip().lower().startswith("bytes"):
         return None
     m = _RANGE_RE.match(header)
     if not m:
-        raise RangeNotSatisfiable(f"malformed Range {header!r}")
+        raise RangeNotSatisfiable(f"malformed Range {header[:60]!r}")
     first, last = m.groups()
     if not first and not last:
         raise RangeNotSatisfiable(f"malformed Range {header!r}")
@@ -87,6 +97,17 @@ class CtApi:
         #: injectable for tests: the latency sleep and the pacer class
         self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         self.pacer_factory: Callable[[float | None], Pacer] = Pacer
+        self.write_timeout_s = WRITE_TIMEOUT_S
+        self.max_duration_s = MAX_DURATION_S
+        #: archive responses in progress, and counters of how the others ended (for tests and the soak)
+        self.active = 0
+        self.stats = {"completed": 0, "client_left": 0, "write_timeout": 0}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no archive response is in progress."""
+        await self._idle.wait()
 
     def _entry(self, request: web.Request) -> CatalogEntry | None:
         return self.catalog.get(request.match_info.get("id", ""))
@@ -128,10 +149,24 @@ class CtApi:
         except OSError:
             log.error("archive of %s is missing: %s", entry.id, entry.zip_path)
             return _json_error(410, "The archive of this CT is gone from the server; restart the API to rescan.")
+        self.active += 1
+        self._idle.clear()
         try:
             return await self._respond(request, fh, entry, rate, latency_ms)
         finally:
             fh.close()
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    def _too_slow(self, rate: float | None, size: int) -> str | None:
+        """Why ``rate`` is refused for a body of ``size`` bytes (it would last over max_duration_s), else None."""
+        if rate is None or size / rate <= self.max_duration_s:
+            return None
+        floor = size / self.max_duration_s
+        return (f"rate {throttle.format_rate(rate)} would take {size / rate / 3600:.1f} h for this "
+                f"{size} B archive; the most a download may take is {self.max_duration_s / 3600:g} h, "
+                f"so use at least {throttle.format_rate(floor)} ({floor:.0f} bytes/s) or unlimited")
 
     async def _respond(self, request: web.Request, fh, entry: CatalogEntry, rate: float | None,
                        latency_ms: float) -> web.StreamResponse:
@@ -159,35 +194,63 @@ class CtApi:
         if byte_range is not None:
             status, (start, end) = 206, byte_range
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        too_slow = self._too_slow(rate, end - start)
+        if too_slow:
+            return _json_error(400, too_slow)
         headers["Content-Length"] = str(end - start)
         resp = web.StreamResponse(status=status, headers=headers)
-        if request.method == "HEAD":
+        try:
+            if request.method != "HEAD" and latency_ms > 0:
+                await self.sleep(latency_ms / 1000.0)
+                if _gone(request):
+                    raise ConnectionResetError("the client left during the latency wait")
             await resp.prepare(request)
-            return resp
-        if latency_ms > 0:
-            await self.sleep(latency_ms / 1000.0)
-        await resp.prepare(request)
-        await self._send(resp, fh, entry, start, end, rate)
+            if request.method != "HEAD":
+                await self._send(request, resp, fh, start, end, rate)
+            self.stats["completed"] += 1
+        except (ConnectionError, TimeoutError) as exc:  # the client left or stopped reading: drop it
+            timed_out = isinstance(exc, TimeoutError)
+            self.stats["write_timeout" if timed_out else "client_left"] += 1
+            log.info("archive %s: %s", entry.id,
+                     f"no byte accepted for {self.write_timeout_s:g} s" if timed_out else "the client left")
+            if request.transport is not None:
+                request.transport.abort()
         return resp
 
-    async def _send(self, resp: web.StreamResponse, fh, entry: CatalogEntry, start: int, end: int,
+    async def _send(self, request: web.Request, resp: web.StreamResponse, fh, start: int, end: int,
                     rate: float | None) -> None:
-        """Stream ``[start, end)`` of the open file in paced chunks (never the whole body in memory)."""
+        """Send ``[start, end)`` of the open file in paced chunks with ``loop.sendfile`` (the kernel copies the
+        bytes: no chunk buffers in this process, so clients that vanish leave no heap behind).
+
+        Each chunk must be accepted within ``write_timeout_s`` (TimeoutError otherwise); a client that left
+        raises ConnectionError before the next chunk.
+        """
         pacer = self.pacer_factory(rate)
         chunk = chunk_size_for(rate)
-        try:
-            await asyncio.to_thread(fh.seek, start)
-            left = end - start
-            while left > 0:
-                data = await asyncio.to_thread(fh.read, min(chunk, left))
-                if not data:
-                    raise OSError(f"{entry.zip_path} shrank while it was being sent")
-                await pacer.wait(len(data))
-                await resp.write(data)
-                left -= len(data)
-            await resp.write_eof()
-        except ConnectionError as exc:  # the client went away: nothing left to send to
-            log.debug("client left during %s: %r", entry.id, exc)
+        loop = asyncio.get_running_loop()
+        pos = start
+        while pos < end:
+            n = min(chunk, end - pos)
+            await pacer.wait(n)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client left")
+            try:
+                async with asyncio.timeout(self.write_timeout_s):
+                    sent = await loop.sendfile(transport, fh, pos, n, fallback=True)
+            except RuntimeError as exc:  # asyncio: "Transport is closing" (the client left meanwhile)
+                if transport.is_closing():
+                    raise ConnectionResetError(str(exc)) from exc
+                raise
+            if sent < n:
+                raise OSError(f"{fh.name} shrank while it was being sent")
+            pos += sent
+        await resp.write_eof()
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 API_KEY = web.AppKey("webviewer_api", CtApi)

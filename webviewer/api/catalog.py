@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import struct
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -314,12 +315,12 @@ class _Builder:
                 with zipfile.ZipFile(path) as zf:
                     probes = []
                     for info in zf.infolist():
-                        if info.is_dir() or any(_is_hidden(p) for p in info.filename.split("/")):
+                        if info.filename.endswith("/") or not info.filename or any(_is_hidden(p) for p in info.filename.split("/")):
                             continue
                         probe = _probe_member(zf, info)
                         if probe:
                             probes.append((probe, info.file_size))
-            except (zipfile.BadZipFile, OSError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, struct.error, EOFError) as exc:
                 log.warning("skipping %s: not a readable ZIP (%s)", path, exc)
                 return None
             item = {"signature": signature, "summary": summarize(probes)}

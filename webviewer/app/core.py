@@ -15,6 +15,7 @@ from trame.decorators import change, controller, life_cycle, trigger
 
 from webviewer.app import i18n, image_delivery, results
 from webviewer.app.catalog import CatalogSource, ct_item
+from webviewer.app.guard import guard_rpcs
 from webviewer.app.loader import LoadLogic, steps_for
 from webviewer.app.state import (
     NETWORKS,
@@ -25,6 +26,7 @@ from webviewer.app.state import (
     ViewState,
     init_state,
 )
+from webviewer.app.validate import MAX_COMPARE_RUNS, Invalid, StateValidator, as_int
 from webviewer.app.views import ViewLogic
 from webviewer.errors import WebViewerError
 from webviewer.runtime import configure_runtime
@@ -93,6 +95,8 @@ class WebViewerApp(TrameApp):
         self._memory_task: asyncio.Task | None = None
         self.ui, self.views.views, self.chart = self._build_ui()
         self.state.trame__template_error = self._session_ended_template()
+        self.validator = StateValidator(self.state, lambda ct_id: self.catalog.get(ct_id) is not None)
+        self.ctrl.on_server_bind.add(self._guard)
         if api_catalog is not None:
             self.ctrl.on_server_bind.add(self._mount_api)
         self.ctrl.on_server_ready.add_task(self._on_ready)
@@ -109,6 +113,13 @@ class WebViewerApp(TrameApp):
         return SESSION_ENDED_TEMPLATE
 
     # -- server life cycle ----------------------------------------------------------------------------
+    def _guard(self, wslink_server: Any) -> None:
+        """The page may not stop the server, and every state value it sends is validated."""
+        from webviewer.app.validate import guard_state_updates
+
+        guard_rpcs(wslink_server)
+        guard_state_updates(wslink_server, self.validator)
+
     def _mount_api(self, wslink_server: Any) -> None:
         """Mount the CT API routes on trame's own aiohttp app (same host and port)."""
         from webviewer.api.app import add_api_routes
@@ -166,34 +177,45 @@ class WebViewerApp(TrameApp):
     # -- triggers (arguments passed explicitly by the page, so a stale state sync cannot race them) ---
     # Triggers return None: a returned awaitable would make trame hold the RPC (and the client's next
     # messages, such as Cancel) until the whole load finished. The task is ``self.loader.task``.
+    # Extra arguments a page may add are ignored (a TypeError would be raised inside wslink's handler).
     @controller.set("load")
-    def load(self, ct_id: str | None = None, mode: str | None = None, network: str | None = None) -> None:
+    def load(self, ct_id: str | None = None, mode: str | None = None, network: str | None = None,
+             *_: Any, **__: Any) -> None:
         self.loader.start(ct_id, mode or self.state.mode, network or self.state.network)
 
     @controller.set("cancel")
-    def cancel(self) -> None:
+    def cancel(self, *_: Any, **__: Any) -> None:
         self.loader.cancel()
 
     @controller.set("compare")
-    def compare(self, ct_id: str | None = None, network: str | None = None, runs: Any = 5) -> None:
-        self.loader.start_compare(ct_id, network or self.state.network, runs)
+    def compare(self, ct_id: str | None = None, network: str | None = None, runs: Any = 5,
+                *_: Any, **__: Any) -> None:
+        try:
+            n = as_int(runs, 1, MAX_COMPARE_RUNS)
+        except Invalid as exc:
+            log.warning("compare refused: runs=%.40r %s", runs, exc)
+            with self.state:
+                self.state.notice = i18n.fmt(self.state.t, "bad_runs", n=MAX_COMPARE_RUNS)
+            return
+        self.loader.start_compare(ct_id, network or self.state.network, n)
 
     @controller.set("unload")
-    def unload(self, content_id: str) -> None:
-        self.loader.unload(content_id)
+    def unload(self, content_id: Any = None, *_: Any, **__: Any) -> None:
+        if isinstance(content_id, str):
+            self.loader.unload(content_id)
 
     @controller.set("clear_results")
-    def clear_results(self) -> None:
+    def clear_results(self, *_: Any, **__: Any) -> None:
         with self.state:
             self.state.runs = []
             self.state.summary = []
 
     @trigger("export_csv")
-    def export_csv(self) -> str:
+    def export_csv(self, *_: Any, **__: Any) -> str:
         return results.to_csv(self.state.runs)
 
     @trigger("export_json")
-    def export_json(self) -> str:
+    def export_json(self, *_: Any, **__: Any) -> str:
         return results.to_json(self.state.runs)
 
     # -- state changes --------------------------------------------------------------------------------
@@ -266,30 +288,43 @@ def _build_catalog(args: Any) -> tuple[CatalogSource, Any]:
     return CatalogSource(catalog=catalog), catalog
 
 
+def add_arguments(cli: Any) -> None:
+    """The app's options on trame's parser; the host defaults to 127.0.0.1 and the idle timeout is off."""
+    cli.add_argument("--api", default=None, help="use another CT API at this base URL")
+    cli.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
+    cli.add_argument("--samples", default=None,
+                     help="comma-separated samples to generate and serve: tiny,medium,seed (default all)")
+    from webviewer.orthanc.catalog import add_orthanc_arguments
+
+    add_orthanc_arguments(cli)
+    cli.add_argument("--content-budget-mb", type=_budget_mb, default=None,
+                     help="memory for one session's loaded contents (volumes, render copies), in MB; "
+                          "the oldest contents not on screen are unloaded to stay within it "
+                          "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
+    # trame's own --host and --timeout keep their help texts; the defaults here are 127.0.0.1 (this machine
+    # only) and no idle exit: wslink exits after 300 s without a browser (taking the CT API with it), a
+    # deployment that reaps idle session processes passes --timeout N. Both are logged at start-up.
+    cli.set_defaults(host="127.0.0.1", timeout=0)
+
+
+def describe_timeout(timeout: Any) -> str:
+    """The start-up line about idle exit."""
+    if not timeout:
+        return "idle timeout off: the server runs until stopped (Ctrl+C); --timeout N exits after N s idle"
+    return f"idle timeout {timeout} s: the server exits after {timeout} s without a connected browser"
+
+
 def main(server: Any = None, **kwargs: Any) -> None:
     """`webviewer`: the app with the CT API mounted in the same server (port 8080, 127.0.0.1 by default)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("webviewer").setLevel(logging.INFO)
     configure_runtime()  # malloc tuning, VTK's EGL offscreen window: before any render window exists
     server = get_server(server, client_type="vue3")
-    server.cli.add_argument("--api", default=None, help="use another CT API at this base URL")
-    server.cli.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
-    server.cli.add_argument("--samples", default=None,
-                            help="comma-separated samples to generate and serve: tiny,medium,seed (default all)")
-    from webviewer.orthanc.catalog import add_orthanc_arguments, orthanc_catalog_from_args
+    add_arguments(server.cli)
+    from webviewer.orthanc.catalog import orthanc_catalog_from_args
     from webviewer.orthanc.sources import register_with_engine
 
     register_with_engine()  # the engine opens Orthanc archive and DICOMweb URLs with the Orthanc sources
-
-    add_orthanc_arguments(server.cli)
-    server.cli.add_argument("--content-budget-mb", type=_budget_mb, default=None,
-                            help="memory for one session's loaded contents (volumes, render copies), in MB; "
-                                 "the oldest contents not on screen are unloaded to stay within it "
-                                 "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
-    server.cli.set_defaults(host="127.0.0.1")
-    for action in server.cli._actions:  # trame's help text names its own default host
-        if "--host" in action.option_strings:
-            action.help = "the address to bind (default 127.0.0.1: this machine only)"
     args, _ = server.cli.parse_known_args()
     if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
         source, api_catalog = orthanc_catalog_from_args(args, networks=NETWORKS), None
@@ -298,8 +333,8 @@ def main(server: Any = None, **kwargs: Any) -> None:
         source = orthanc_catalog_from_args(args, source, networks=NETWORKS)
     app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog,
                        registry=_default_registry(args.content_budget_mb))
+    log.info(describe_timeout(kwargs.get("timeout", getattr(args, "timeout", 0))))
     app.server.start(**kwargs)
-
 
 if __name__ == "__main__":
     main()

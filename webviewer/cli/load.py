@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,12 +155,33 @@ async def _run(args: argparse.Namespace) -> LoadResult:
             observer.close()
 
 
+class _NoTraceback(logging.Filter):
+    """pydicom logs each failed decoder plugin with its traceback; our own error line says what failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] == "pydicom":
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_pydicom(quiet: bool) -> None:
+    """--quiet: nothing from pydicom (logs or Python warnings); otherwise its messages on one line each."""
+    logger = logging.getLogger("pydicom")
+    if quiet:
+        logger.setLevel(logging.CRITICAL + 1)
+        warnings.filterwarnings("ignore", module="pydicom")
+    else:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_NoTraceback())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_runtime(rendering=False)
     register_with_engine()  # Orthanc archive and DICOMweb URLs
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, stream=sys.stderr,
                         format="webviewer-load: %(levelname)s: %(message)s")
+    quiet_pydicom(args.quiet)
     try:
         result = asyncio.run(_run(args))
         if args.output is not None:

@@ -9,6 +9,56 @@ from webviewer.errors import LimitExceededError
 GiB = 1024**3
 MiB = 1024**2
 
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+JPEG_LOSSLESS = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
+#: slack for headers, offset tables and padding in the expansion bound (bytes of output)
+_EXPANSION_SLACK = 64 * 1024
+
+
+def max_decoded_bytes(transfer_syntax: str, encoded_bytes: int, bytes_per_sample: int) -> int | None:
+    """The most pixel bytes ``encoded_bytes`` of this syntax can decode to, where the format bounds it, else None.
+
+    RLE (PackBits): a 2-byte replicate run gives at most 128 bytes, so 64x. Lossless JPEG codes every sample
+    with a Huffman code of at least one bit, so 8 samples per byte (2x margin). JPEG-LS and JPEG 2000 have run
+    modes without such a bound: only the volume limit applies to them.
+    """
+    if transfer_syntax == RLE_LOSSLESS:
+        return 64 * encoded_bytes + _EXPANSION_SLACK
+    if transfer_syntax in JPEG_LOSSLESS:
+        return 2 * 8 * bytes_per_sample * encoded_bytes + _EXPANSION_SLACK
+    return None
+
+
+def check_pixels(name: str, rows: int, columns: int, *, frames: int = 1, bytes_per_sample: int = 2,
+                 samples: int = 1, limit: int, encoded_bytes: int | None = None, transfer_syntax: str = "",
+                 series_shape: tuple[int, int] | None = None) -> int:
+    """Check a slice's pixel size before any decoder or buffer is allocated; returns the bytes it decodes to.
+
+    Rows x Columns x frames x samples x bytes per sample must fit ``limit`` (what is left of max_volume_bytes),
+    and, for syntaxes whose expansion is bounded, follow from ``encoded_bytes`` (a 465-byte file cannot hold a
+    46000x46000 slice). ``series_shape``: the shape the series' first slice set; a slice larger than it that
+    would not fit next to it is refused the same way. Raises LimitExceededError.
+    """
+    dims = (rows, columns, frames, samples, bytes_per_sample)
+    if any(not isinstance(v, int) or v < 1 for v in dims):
+        raise LimitExceededError(f"{name}: pixel dimensions {dims} are not positive whole numbers.")
+    need = rows * columns * frames * samples * bytes_per_sample
+    if need > limit:
+        shape = f"{columns}x{rows}" + (f"x{frames} frames" if frames > 1 else "")
+        what = "" if series_shape in (None, (rows, columns)) else f" (the series' slices are {series_shape[1]}x{series_shape[0]})"
+        raise LimitExceededError(
+            f"{name}: a {shape} slice{what} needs {_fmt(need)}, above what the volume limit leaves "
+            f"({_fmt(max(limit, 0))}). Raise max_volume_bytes if you trust the source and have the memory."
+        )
+    if encoded_bytes is not None:
+        bound = max_decoded_bytes(transfer_syntax, encoded_bytes, bytes_per_sample)
+        if bound is not None and need > bound:
+            raise LimitExceededError(
+                f"{name}: the header claims {_fmt(need)} of pixels, but {encoded_bytes} bytes of this compressed "
+                f"format can hold at most {_fmt(bound)}: the file is corrupt or hostile."
+            )
+    return need
+
 
 @dataclass
 class Limits:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
+from webviewer.errors import DicomError
 from webviewer.loading.dicom import MultiFrameImage
 from webviewer.loading.frame_steps import divert_for, place_frames
 from webviewer.loading.progress import LoadState
@@ -159,7 +160,11 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
                     continue
                 if header is None:
                     continue
-                buffer.place(m.name, header, m.data)
+                try:
+                    buffer.place(m.name, header, m.data)
+                except DicomError as exc:  # a broken slice among good ones: skipped and listed
+                    run.skip_broken(m.name, exc)
+                    continue
             finally:
                 comp.add("files", -len(m.data))
             run.metrics.first_slice()

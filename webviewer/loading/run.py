@@ -135,6 +135,12 @@ class LoadRun:
         log.info("skipping %s: %s", name, reason)
         self.skipped.append(name)
 
+    def skip_broken(self, name: str, exc: Exception) -> None:
+        """Policy: a broken slice (truncated, undecodable) is skipped and listed, like a non-image member; the
+        load fails only if no slice is left. Limits (LimitExceededError) still fail the whole load."""
+        log.warning("skipping %s: %s", name, exc)
+        self.skipped.append(f"{name} (unreadable)")
+
     def restart(self) -> None:
         """Forget the failed attempt (its buffers are already dropped) before the next mode starts."""
         self.skipped = []
@@ -323,12 +329,16 @@ class LoadRun:
         except dicom.NotAnImageSlice as exc:
             self.skip(m.name, exc.reason)
             return None
+        except DicomError as exc:  # truncated or broken among good ones: skip and warn (see skip_broken)
+            self.skip_broken(m.name, exc)
+            return None
         self.metrics.bytes_dicom += len(m.data)
         return header
 
     def parse_all(self, members: list[Member]) -> list[tuple[Any, np.ndarray]]:
         """read_header + decode_hu of every member (batch and stream-files): the "datasets" component."""
         slices: list[tuple[Any, np.ndarray]] = []
+        decoded = 0
         candidates = sum(1 for m in members if m.data is not None)
         for m in members:
             self.check_stop()
@@ -343,7 +353,12 @@ class LoadRun:
                 continue
             if not slices:
                 self.limits.check_volume(header.slice_nbytes * candidates)
-            arr = dicom.decode_hu(m.data, header)
+            try:
+                arr = dicom.decode_hu(m.data, header, max_bytes=self.limits.max_volume_bytes - decoded)
+            except DicomError as exc:
+                self.skip_broken(m.name, exc)
+                continue
+            decoded += arr.nbytes
             slices.append((header, arr))
             self.metrics.components.add("datasets", arr.nbytes)
             self.reporter.files_parsed += 1

@@ -162,8 +162,8 @@ class FileSource(Source):
                 try:
                     with zipfile.ZipFile(self.path) as zf:
                         return entries_from_zipfile(zf.infolist())
-                except (zipfile.BadZipFile, OSError, ValueError):
-                    return None
+                except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, struct.error, EOFError):
+                    return None  # the load reads the archive itself and reports what is wrong
 
             self._directory = await asyncio.to_thread(read)
         return self._directory

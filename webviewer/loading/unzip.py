@@ -31,11 +31,14 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import logging
+import lzma
+import struct
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import stream_unzip as su
+from stream_inflate import StreamInflateError
 
 from webviewer.errors import ArchiveError, LoadCancelledError, NotStreamableError, WebViewerError
 from webviewer.loading.bridge import ChunkBridge, Prefetch
@@ -93,7 +96,7 @@ def map_stream_unzip_error(exc: Exception, member: str | None) -> WebViewerError
         )
     if isinstance(exc, su.TruncatedDataError):
         return ArchiveError(f"The archive is truncated{where}: it ends before its last member. Download it again.")
-    if isinstance(exc, su.DeflateError):
+    if isinstance(exc, (su.DeflateError, StreamInflateError, *INFLATE_ERRORS)):
         return ArchiveError(f"The archive holds corrupted compressed data{where}. Export the study again.")
     if isinstance(exc, su.IntegrityError):
         return ArchiveError(f"The archive failed an integrity check{where} ({exc.__class__.__name__}). Export it again.")
@@ -146,7 +149,8 @@ def iter_stream_members(
     except BaseException as exc:
         if state.sink is not None:  # a member failed while it streamed to a sink: stop the sink's thread
             state.sink.abort()
-        if isinstance(exc, su.UnzipError) and not isinstance(exc, WebViewerError):
+        # the inflater's own errors too (stream-inflate's BackwardsTooFar, zlib.error)
+        if isinstance(exc, (su.UnzipError, StreamInflateError, *INFLATE_ERRORS)) and not isinstance(exc, WebViewerError):
             raise map_stream_unzip_error(exc, name) from exc
         raise
 
@@ -296,7 +300,9 @@ def extract_all(
     """Batch unzip with zipfile on an in-memory buffer; limits checked on the central directory first."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(buffer))
-    except zipfile.BadZipFile as exc:
+    except NotImplementedError as exc:  # zipfile: "zip file version 23.9" and other unsupported features
+        raise ArchiveError(f"The archive uses a ZIP feature that cannot be read ({exc}). Export it again.") from exc
+    except (zipfile.BadZipFile, ValueError, struct.error, EOFError) as exc:
         raise ArchiveError(
             "The archive is truncated or not a ZIP (no end of central directory). Download or export it again."
         ) from exc
@@ -318,13 +324,14 @@ def extract_all(
             if should_stop is not None and should_stop():
                 raise LoadCancelledError()
             name = info.filename
-            reason = "directory" if info.is_dir() else _skip_reason(name)
+            reason = "directory" if name.endswith("/") else _skip_reason(name)  # is_dir() fails on ""
             if reason is not None:
                 member = Member(name, None, reason)
             else:
                 try:
                     member = Member(name, read_member(zf, view, info))
-                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError) as exc:
+                except (zipfile.BadZipFile, *INFLATE_ERRORS, EOFError, ValueError, struct.error, OSError,
+                        lzma.LZMAError) as exc:  # OSError: bz2's "Invalid data stream" (in-memory buffer)
                     raise ArchiveError(
                         f"The archive holds corrupted or truncated data (member {name!r}: {exc}). Export it again."
                     ) from exc

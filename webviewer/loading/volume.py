@@ -272,7 +272,8 @@ class SliceBuffer:
                 self._allocate(header)
             assert self._buf is not None
             if (header.rows, header.columns) != self.shape:
-                arr = decode_hu(data, header)  # int16, or float32 if this slice needs it
+                # int16, or float32 if this slice needs it; checked against what is left before decoding
+                arr = decode_hu(data, header, max_bytes=self.max_volume_bytes - self._aside_bytes)
                 if self._aside_bytes + arr.nbytes > self.max_volume_bytes:
                     raise _limit_error(
                         "(slices of other series)", self._aside_bytes + arr.nbytes, self.max_volume_bytes
@@ -286,7 +287,7 @@ class SliceBuffer:
                 self._grow()
             slot = self.placed
             try:
-                decode_hu(data, header, out=self._buf[slot])
+                decode_hu(data, header, out=self._buf[slot], max_bytes=self.max_volume_bytes)
             except HUOverflow:  # integral HU beyond int16 in this slice: promote, decode again
                 self._promote()
                 decode_hu(data, header, out=self._buf[slot])

@@ -15,6 +15,7 @@ from pydicom.uid import UID
 from webviewer.errors import DicomError
 from webviewer.loading.dicom.header import _FLOAT32, _INT16, SliceHeader
 from webviewer.loading.dicom.scan import EXPLICIT_VR_BE, _full
+from webviewer.loading.limits import Limits, check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ _PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.81": "pyjpegls",
     "1.2.840.10008.1.2.5": "pylibjpeg",
 }
+
+
+#: what a decoder failure is not: everything else it raises (pyo3's PanicException included) is a DicomError
+_NOT_DECODER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class HUOverflow(ValueError):  # noqa: N818
@@ -50,13 +55,15 @@ def stored_pixels(data: bytes, header: SliceHeader) -> np.ndarray:
         try:
             ds.pixel_array_options(decoding_plugin=plugin)
             arr = ds.pixel_array
-        except Exception:
-            if not plugin:
+        except BaseException as exc:
+            if not plugin or isinstance(exc, _NOT_DECODER_ERRORS):
                 raise
             log.debug("%s: plugin %s failed, trying the others", header.name, plugin)
             ds.pixel_array_options(decoding_plugin="")
             arr = ds.pixel_array
-    except Exception as exc:
+    except BaseException as exc:  # a Rust decoder's panic (pyo3 PanicException) is a BaseException
+        if isinstance(exc, _NOT_DECODER_ERRORS):
+            raise
         raise DicomError(
             f"{header.name}: cannot decode {UID(header.transfer_syntax).name} pixel data ({exc}). "
             "Install the pylibjpeg/pyjpegls plugins or export the study uncompressed."
@@ -86,7 +93,20 @@ def _corrected(raw: np.ndarray, header: SliceHeader) -> np.ndarray:
     return arr
 
 
-def decode_hu(data: bytes, header: SliceHeader, out: np.ndarray | None = None) -> np.ndarray:
+def check_slice(data: bytes, header: SliceHeader, max_bytes: int | None = None,
+                series_shape: tuple[int, int] | None = None) -> int:
+    """Pixel bytes this slice decodes to, checked (limits.check_pixels) before any decoder runs."""
+    return check_pixels(
+        header.name, header.rows, header.columns, frames=getattr(header, "frames", 1) or 1,
+        bytes_per_sample=max(header.bits_allocated // 8, 1), samples=1,
+        limit=Limits.max_volume_bytes if max_bytes is None else max_bytes,
+        encoded_bytes=None if header.is_native else len(data), transfer_syntax=header.transfer_syntax,
+        series_shape=series_shape,
+    )
+
+
+def decode_hu(data: bytes, header: SliceHeader, out: np.ndarray | None = None, *,
+              max_bytes: int | None = None) -> np.ndarray:
     """HU of one slice (rows, columns) = stored * RescaleSlope + RescaleIntercept, written into ``out``.
 
     ``out`` (if given) must have the slice shape and dtype int16 or float32. Without ``out`` the result is
@@ -94,10 +114,12 @@ def decode_hu(data: bytes, header: SliceHeader, out: np.ndarray | None = None) -
     slice that needs float32 raises HUOverflow (subclass of ValueError) before anything is written: the caller
     promotes its volume to float32 and decodes again. Unused high bits (BitsStored < BitsAllocated) follow
     pydicom (masked when unsigned, sign-extended when signed). No full-size temporaries on the int16 path.
+    ``max_bytes`` (default: the default max_volume_bytes) bounds the decoded slice, checked before decoding.
     """
     shape = (header.rows, header.columns)
     if out is not None and out.shape != shape:
         raise ValueError(f"{header.name}: out has shape {out.shape}, slice is {shape}")
+    check_slice(data, header, max_bytes)  # before the decoder allocates
     raw = stored_pixels(data, header)
     fix_bits = header.is_native and header.bits_stored < header.bits_allocated
     slope, intercept = header.rescale_slope, header.rescale_intercept
