@@ -225,7 +225,7 @@ class HttpSource(Source):
         if self._session is None or self._session.closed:
             headers = dict(self.options.headers or {})
             if self.options.auth:
-                headers["Authorization"] = aiohttp.BasicAuth(*self.options.auth).encode()
+                headers["Authorization"] = aiohttp.encode_basic_auth(*self.options.auth)
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout(), read_bufsize=CHUNK_BYTES, headers=headers or None
             )

@@ -47,7 +47,7 @@ class OrthancAuth:
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         if self.user:
-            return {"Authorization": aiohttp.BasicAuth(self.user, self.password or "").encode()}
+            return {"Authorization": aiohttp.encode_basic_auth(self.user, self.password or "")}
         return {}
 
 
