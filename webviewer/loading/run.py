@@ -254,9 +254,9 @@ class LoadRun:
     ) -> Iterator[Member]:
         """The members of the streamed body (on a worker thread): see ``unzip.iter_zip_members``; ``divert``
         streams multi-frame members to a sink (PoC2)."""
-        hook = getattr(self.source, "stream_members", None)
-        if hook is not None:
-            return hook(chunks, self.limits, consumed)
+        members = self.source.stream_members(chunks, self.limits, consumed)
+        if members is not None:
+            return members
         if not self.options.probe_central_directory or self.options.inflate_workers < 1:
             log.info("unzipping with stream-unzip, one member after another (the directory was not asked for)")
             return iter_stream_members(chunks, self.limits, consumed=consumed, divert=divert)
@@ -300,20 +300,23 @@ class LoadRun:
         except Exception as exc:  # noqa: BLE001 - no directory: stream-unzip does the work
             log.debug("no central directory: %r", exc)
             return None
-        probed = getattr(self.source, "probed_size", None)
+        probed = self.source.probed_size
         if entries is None or (probed is not None and self.source.size is not None and probed != self.source.size):
             return None
         return streamable_directory(entries)
 
     def extract_members(self, buffer: bytes, on_member: Callable[[Member], None]) -> list[Member]:
-        hook = getattr(self.source, "extract_members", None) or extract_all
-        return hook(buffer, self.limits, on_member=on_member, should_stop=self.stop_event.is_set)
+        stop = self.stop_event.is_set
+        members = self.source.extract_members(buffer, self.limits, on_member=on_member, should_stop=stop)
+        if members is not None:
+            return members
+        return extract_all(buffer, self.limits, on_member=on_member, should_stop=stop)
 
     async def announce_count(self) -> int | None:
         """Sources that know their instance count up front (Orthanc) give progress a total in every mode."""
         if self.options.expected_slices is not None:
             self.reporter.slices_total = self.options.expected_slices
-        elif getattr(self.source, "knows_instance_count", False):
+        elif self.source.knows_instance_count:
             self.reporter.slices_total = await self.source.member_count()
         if self.reporter.slices_total is not None:
             self.reporter.emit(force=True)  # the UI learns the total at once

@@ -22,6 +22,7 @@ import aiohttp
 from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError, WebViewerError
 from webviewer.loading.http_errors import client_error
 from webviewer.loading.limits import Limits
+from webviewer.loading.members import Member
 from webviewer.loading.zipdir import ZipEntry, entries_from_zipfile, parse_central_directory, parse_eocd
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,19 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class Source:
-    """Base class. ``kind`` is "http", "file" or "folder"."""
+    """What the engine reads a CT from. ``kind`` is "http", "file" or "folder".
+
+    The body is a ZIP unless a source splits it itself (DICOMweb's multipart): such a source overrides
+    :meth:`stream_members` and :meth:`extract_members`, which return None here (the engine unzips the body).
+    """
 
     kind = "source"
     #: total bytes when known (Content-Length, file size)
     size: int | None = None
+    #: the source knows its instance count before the body arrives (Orthanc): progress has a total in every mode
+    knows_instance_count = False
+    #: the archive size seen by the central-directory probe, to compare with the download's (None: not probed)
+    probed_size: int | None = None
 
     def __init__(self, location: str, options: SourceOptions | None = None) -> None:
         self.location = location
@@ -93,6 +102,16 @@ class Source:
 
     async def directory(self) -> list[ZipEntry] | None:
         """The ZIP's central directory entries if they can be had before the download (local file, Range)."""
+        return None
+
+    def stream_members(self, chunks: Iterable[bytes], limits: Limits,
+                       consumed: Callable[[], int] | None = None) -> Iterator[Member] | None:
+        """The members of a streamed body that is not a ZIP, as they complete; None: the engine unzips it."""
+        return None
+
+    def extract_members(self, buffer: bytes, limits: Limits, *, on_member: Callable[[Member], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None) -> list[Member] | None:
+        """The members of a whole downloaded body that is not a ZIP; None: the engine unzips it."""
         return None
 
     async def close(self) -> None:
