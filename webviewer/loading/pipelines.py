@@ -125,81 +125,94 @@ async def _stream_files(run: LoadRun) -> Outcome:
 
 
 async def _stream_dicom(run: LoadRun) -> Outcome:
-    opts, comp, reporter = run.options, run.metrics.components, run.reporter
+    opts = run.options
     run.set_state(LoadState.DOWNLOADING)
+    buffer = SliceBuffer(await _poc2_capacity(run), run.limits.max_volume_bytes)
+    try:
+        if isinstance(run.source, FolderSource):
+            await run.in_worker(_place_all, run, buffer, _held(run, run.folder_members()))
+            run.set_state(LoadState.READY)
+        else:
+
+            def unzip_and_place(chunks: Iterable[bytes], consumed: Callable[[], int]) -> None:
+                # inflate on one thread, parse + place on this one: zlib and numpy release the GIL
+                divert = divert_for(run, buffer, submit)
+                members: Iterable[Member] = _held(run, run.stream_members(chunks, consumed, divert))
+                if opts.prefetch_members > 0:
+                    members = Prefetch(members, opts.prefetch_members, submit, run.abort_stream)
+                _place_all(run, buffer, members)
+
+            await run.stream(unzip_and_place)
+        run.reporter.slices_placed_changed(buffer, buffer.placed, force=True)
+        run.set_state(LoadState.DICOM_LOADING)
+        if buffer.placed == 0:
+            raise no_slices_error(run.skipped)
+        return await run.in_worker(_finish, run, buffer)
+    except BaseException:
+        buffer.close()  # cancel, error or fallback: drop the partial volume now
+        raise
+
+
+async def _poc2_capacity(run: LoadRun) -> int | None:
+    """Slots for PoC2's buffer: the announced count, else the central directory's member count, else None."""
+    reporter = run.reporter
     capacity = await run.announce_count()
-    if capacity is None and opts.probe_central_directory:
+    if capacity is None and run.options.probe_central_directory:
         capacity = await run.source.member_count()
         log.debug("the source counts %s members", capacity)
         if capacity is not None:
             reporter.slices_total = capacity
             reporter.emit(force=True)
     reporter.slices_total = capacity
-    buffer = SliceBuffer(capacity, run.limits.max_volume_bytes)
+    return capacity
 
-    def held(members: Iterable[Member]) -> Iterator[Member]:
-        """Count member bytes as "files" from the moment they are unzipped until they are placed."""
-        for m in members:
-            if m.data is not None:
-                comp.add("files", len(m.data))
-            yield m
 
-    def place_all(members: Iterable[Member]) -> None:
-        for m in members:
-            run.check_stop()
-            if m.streamed:  # a multi-frame member: its frames were placed while it unzipped
+def _held(run: LoadRun, members: Iterable[Member]) -> Iterator[Member]:
+    """Count member bytes as "files" from the moment they are unzipped until they are placed."""
+    comp = run.metrics.components
+    for m in members:
+        if m.data is not None:
+            comp.add("files", len(m.data))
+        yield m
+
+
+def _place_all(run: LoadRun, buffer: SliceBuffer, members: Iterable[Member]) -> None:
+    """Parse each member and place it (or its frames) in ``buffer`` the moment it arrives (a worker thread)."""
+    comp, reporter = run.metrics.components, run.reporter
+    for m in members:
+        run.check_stop()
+        if m.streamed:  # a multi-frame member: its frames were placed while it unzipped
+            continue
+        run.note_member(m)
+        if m.data is None:
+            continue
+        try:
+            try:
+                header = run.read_slice_header(m)
+            except MultiFrameImage:
+                place_frames(run, buffer, m)
                 continue
-            run.note_member(m)
-            if m.data is None:
+            if header is None:
                 continue
             try:
-                try:
-                    header = run.read_slice_header(m)
-                except MultiFrameImage:
-                    place_frames(run, buffer, m)
-                    continue
-                if header is None:
-                    continue
-                try:
-                    buffer.place(m.name, header, m.data)
-                except DicomError as exc:  # a broken slice among good ones: skipped and listed
-                    run.skip_broken(m.name, exc)
-                    continue
-            finally:
-                comp.add("files", -len(m.data))
-            run.metrics.first_slice()
-            reporter.files_parsed += 1
-            comp.set("volume", buffer.nbytes)
-            reporter.slices_placed_changed(buffer, buffer.placed)
+                buffer.place(m.name, header, m.data)
+            except DicomError as exc:  # a broken slice among good ones: skipped and listed
+                run.skip_broken(m.name, exc)
+                continue
+        finally:
+            comp.add("files", -len(m.data))
+        run.metrics.first_slice()
+        reporter.files_parsed += 1
+        comp.set("volume", buffer.nbytes)
+        reporter.slices_placed_changed(buffer, buffer.placed)
 
-    def finish() -> Outcome:
-        volume, warnings, metadata = buffer.finish(skipped=list(run.skipped))
-        comp.set("volume", volume.nbytes)
-        reporter.slices_placed = reporter.slices_total = int(volume.hu.shape[0])
-        return Outcome(volume, warnings, metadata)
 
-    try:
-        if isinstance(run.source, FolderSource):
-            await run.in_worker(place_all, held(run.folder_members()))
-            run.set_state(LoadState.READY)
-        else:
-
-            def unzip_and_place(chunks: Iterable[bytes], consumed: Callable[[], int]) -> None:
-                # inflate on one thread, parse + place on this one: zlib and numpy release the GIL
-                members: Iterable[Member] = held(run.stream_members(chunks, consumed, divert_for(run, buffer, submit)))
-                if opts.prefetch_members > 0:
-                    members = Prefetch(members, opts.prefetch_members, submit, run.abort_stream)
-                place_all(members)
-
-            await run.stream(unzip_and_place)
-        reporter.slices_placed_changed(buffer, buffer.placed, force=True)
-        run.set_state(LoadState.DICOM_LOADING)
-        if buffer.placed == 0:
-            raise no_slices_error(run.skipped)
-        return await run.in_worker(finish)
-    except BaseException:
-        buffer.close()  # cancel, error or fallback: drop the partial volume now
-        raise
+def _finish(run: LoadRun, buffer: SliceBuffer) -> Outcome:
+    """Sort the placed slices in place and build the volume, its warnings and metadata."""
+    volume, warnings, metadata = buffer.finish(skipped=list(run.skipped))
+    run.metrics.components.set("volume", volume.nbytes)
+    run.reporter.slices_placed = run.reporter.slices_total = int(volume.hu.shape[0])
+    return Outcome(volume, warnings, metadata)
 
 
 PIPELINES = {LoadMode.BATCH: _batch, LoadMode.STREAM_FILES: _stream_files, LoadMode.STREAM_DICOM: _stream_dicom}

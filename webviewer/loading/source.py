@@ -19,15 +19,20 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from webviewer.errors import ArchiveError, BadInputError, HttpStatusError, SourceError, WebViewerError
+from webviewer.errors import BadInputError, HttpStatusError, SourceError, WebViewerError
 from webviewer.loading.http_errors import client_error
 from webviewer.loading.limits import Limits
 from webviewer.loading.members import Member
-from webviewer.loading.zipdir import ZipEntry, entries_from_zipfile, parse_central_directory, parse_eocd
+from webviewer.loading.zipdir import (
+    ZipEntry,
+    check_zip_magic,
+    entries_from_zipfile,
+    parse_central_directory,
+    parse_eocd,
+)
 
 log = logging.getLogger(__name__)
 
-ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
 CHUNK_BYTES = 1 << 20  # read size for files and for the HTTP stream (aiohttp returns what it has, up to this)
 EOCD_TAIL_BYTES = 65536 + 22
 MAX_CENTRAL_DIR_BYTES = 8 << 20
@@ -41,24 +46,6 @@ class SourceOptions:
     #: HTTP basic credentials (user, password) and extra request headers (e.g. Authorization: Bearer ...)
     auth: tuple[str, str] | None = field(default=None, repr=False)
     headers: dict[str, str] | None = field(default=None, repr=False)
-
-
-def check_zip_magic(head: bytes, where: str) -> None:
-    """Raise ArchiveError unless ``head`` starts like a ZIP (detects HTML error pages served with 200)."""
-    if any(head.startswith(m) for m in ZIP_MAGICS):
-        return
-    text = head[:512].lstrip().lower()
-    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
-        kind = "an HTML/XML page"
-    elif text.startswith((b"{", b"[")):
-        kind = "JSON"
-    elif not head:
-        kind = "an empty body"
-    else:
-        kind = f"data starting with {head[:8]!r}"
-    raise ArchiveError(
-        f"{where} is not a ZIP archive (it sent {kind}). Check the address: it must point at a ZIP of DICOM files."
-    )
 
 
 _UNKNOWN = object()

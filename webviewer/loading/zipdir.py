@@ -294,6 +294,21 @@ def _check_order(entry: ZipEntry, end: int) -> None:
         )
 
 
+def _member_start(window: StreamWindow, entry: ZipEntry, index: int) -> int:
+    """Read ``entry``'s local header from the stream; the offset of its compressed bytes."""
+    if index:  # the first member's bytes stay until it matches (they are replayed if it does not)
+        window.skip_to(entry.header_offset, entry.name)
+    begin, matches = _read_local_header(window, entry)
+    if not matches:
+        if index == 0:
+            raise DirectoryMismatch(window.replay())
+        raise ArchiveError(
+            f"The archive is corrupt or changed while it downloaded: member {entry.name!r} is not where "
+            "its directory says. Load it again, or export it again."
+        )
+    return begin
+
+
 def iter_directory_members(
     chunks: Iterable[bytes],
     entries: list[ZipEntry],
@@ -321,16 +336,7 @@ def iter_directory_members(
     try:
         for index, entry in enumerate(entries):
             _check_order(entry, end)
-            if index:  # the first member's bytes stay until it matches (they are replayed if it does not)
-                window.skip_to(entry.header_offset, entry.name)
-            begin, matches = _read_local_header(window, entry)
-            if not matches:
-                if index == 0:
-                    raise DirectoryMismatch(window.replay())
-                raise ArchiveError(
-                    f"The archive is corrupt or changed while it downloaded: member {entry.name!r} is not where "
-                    "its directory says. Load it again, or export it again."
-                )
+            begin = _member_start(window, entry, index)
             end = begin + entry.compressed_size
             reason = skip_reason(entry.name)
             if reason is None and divert is not None and entry.size >= stream_min:
@@ -360,3 +366,24 @@ def iter_directory_members(
 def _result(item: tuple[ZipEntry, concurrent.futures.Future | None, str | None]) -> tuple[ZipEntry, bytes | None, str | None]:
     entry, job, reason = item
     return entry, (job.result() if job is not None else None), reason
+
+
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
+
+
+def check_zip_magic(head: bytes, where: str) -> None:
+    """Raise ArchiveError unless ``head`` starts like a ZIP (detects HTML error pages served with 200)."""
+    if any(head.startswith(m) for m in ZIP_MAGICS):
+        return
+    text = head[:512].lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        kind = "an HTML/XML page"
+    elif text.startswith((b"{", b"[")):
+        kind = "JSON"
+    elif not head:
+        kind = "an empty body"
+    else:
+        kind = f"data starting with {head[:8]!r}"
+    raise ArchiveError(
+        f"{where} is not a ZIP archive (it sent {kind}). Check the address: it must point at a ZIP of DICOM files."
+    )

@@ -117,14 +117,8 @@ def _float_tuple(f: dict, kw: str, n: int, name: str) -> tuple[float, ...]:
     return tuple(v)
 
 
-def read_header(name: str, data: bytes, *, fast: bool = True) -> SliceHeader:
-    """Validate one member and read its slice header.
-
-    Raises NotAnImageSlice for anything that is not a CT image slice (skip and report it), and DicomError for a
-    file that claims to be DICOM (DICM marker) but cannot be parsed. ``fast=False`` forces pydicom.
-    """
-    f, offset = read_fields(name, data, fast=fast)
-    sop_class = f.get("MediaStorageSOPClassUID") or f.get("SOPClassUID") or ""
+def _check_is_slice(name: str, f: dict, offset: int, sop_class: str) -> None:
+    """Raise NotAnImageSlice (or MultiFrameImage) unless the fields describe one single-frame CT slice."""
     if sop_class == DICOMDIR_SOP_CLASS or f.get("DirectoryRecordSequence"):
         raise NotAnImageSlice(name, "DICOMDIR (Media Storage Directory), not an image")
     if offset < 0:
@@ -137,6 +131,17 @@ def read_header(name: str, data: bytes, *, fast: bool = True) -> SliceHeader:
         raise NotAnImageSlice(
             name, "image without ImagePositionPatient/ImageOrientationPatient (not a volume slice)"
         )
+
+
+def read_header(name: str, data: bytes, *, fast: bool = True) -> SliceHeader:
+    """Validate one member and read its slice header.
+
+    Raises NotAnImageSlice for anything that is not a CT image slice (skip and report it), and DicomError for a
+    file that claims to be DICOM (DICM marker) but cannot be parsed. ``fast=False`` forces pydicom.
+    """
+    f, offset = read_fields(name, data, fast=fast)
+    sop_class = f.get("MediaStorageSOPClassUID") or f.get("SOPClassUID") or ""
+    _check_is_slice(name, f, offset, sop_class)
     rows, columns = f.get("Rows") or 0, f.get("Columns") or 0
     if rows <= 0 or columns <= 0:
         raise DicomError(f"{name}: Rows/Columns missing or zero. The file is damaged; re-export it.")
