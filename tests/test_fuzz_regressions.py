@@ -9,11 +9,11 @@ import pytest
 from fuzz_targets import LIMITS, TARGETS, run_target, seeds, zip_bytes
 
 from webviewer.errors import ArchiveError, DicomError, WebViewerError
-from webviewer.loading import load
+from webviewer.loading import LoadMode, load
 from webviewer.loading.dicom import decode_hu, read_header
 from webviewer.loading.unzip import extract_all
 
-MODES = ("batch", "stream-files", "stream-dicom")
+MODES = tuple(m.value for m in LoadMode)
 
 # unzip_directory-crash-5f75a6bc: local header says Deflate64 (method 9), the central directory says deflate;
 # the stream fallback's inflater met a back-reference before the start of the data (BackwardsTooFar)

@@ -28,10 +28,10 @@ from webviewer.errors import (
     LimitExceededError,
     SourceError,
 )
-from webviewer.loading import Limits, LoadOptions, LoadState, load
+from webviewer.loading import Limits, LoadMode, LoadOptions, LoadState, load
 from webviewer.loading.modes import running_jobs
 
-MODES = ["batch", "stream-files", "stream-dicom"]
+MODES = [m.value for m in LoadMode]
 
 
 @pytest.fixture(scope="module")

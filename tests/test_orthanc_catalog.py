@@ -10,12 +10,13 @@ import pytest
 from orthanc_helpers import PASSWORD, USER, free_port, orthanc  # noqa: F401 - fixture
 from realdata import REAL_SERIES
 
+from webviewer.api.throttle import PROFILES
 from webviewer.errors import HttpStatusError, SourceError
 from webviewer.loading import LoadOptions, load
 from webviewer.orthanc import OrthancClient
 from webviewer.orthanc.catalog import WADO_PREFIX, OrthancCatalogSource
 
-NETWORKS = ("unlimited", "1gbit", "100mbit", "40mbit", "4g")
+NETWORKS = tuple(PROFILES)
 
 
 class FakeBase:

@@ -17,9 +17,9 @@ from webviewer.loading.budget import (
     volume_bytes_from_source,
 )
 from webviewer.loading.metrics import current_rss
+from webviewer.units import MB
 
 log = logging.getLogger(__name__)
-MB = 1_000_000
 
 
 class ContentsLogic:

@@ -30,9 +30,9 @@ from webviewer.app.validate import MAX_COMPARE_RUNS, Invalid, StateValidator, as
 from webviewer.app.views import ViewLogic
 from webviewer.errors import WebViewerError
 from webviewer.runtime import configure_runtime
+from webviewer.units import MB
 
 log = logging.getLogger(__name__)
-MB = 1_000_000
 
 
 def _default_renderer() -> Any:

@@ -15,10 +15,10 @@ from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
 from webviewer.errors import WebViewerError
 from webviewer.loading.progress import LoadObserver
+from webviewer.units import MB
 
 log = logging.getLogger(__name__)
 
-MB = 1_000_000
 LoadFn = Callable[..., Awaitable[Any]]
 
 

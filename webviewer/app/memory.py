@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webviewer.loading.metrics import current_rss, trim_heap
+from webviewer.units import MB
 
-MB = 1_000_000
 #: render copies per voxel of the 3D pane's (decimated) copy
 RENDER_BYTES_PER_3D_VOXEL = 6
 #: renderer caches that stay once a first volume was shown (textures, mapper tables, OpenGL state)

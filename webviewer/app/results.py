@@ -9,8 +9,8 @@ from statistics import mean
 from typing import Any
 
 from webviewer.app.state import MODES
+from webviewer.units import MB
 
-MB = 1_000_000
 CSV_COLUMNS = (
     "run", "mode", "requested_mode", "ct", "network", "total_s", "first_slice_s", "engine_first_slice_s",
     "peak_mb", "volume_mb", "states", "fallback", "content_id",

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MODES = ("batch", "stream-files", "stream-dicom")
-NETWORKS = ("unlimited", "1gbit", "100mbit", "40mbit", "4g")
+from webviewer.api.throttle import PROFILES
+from webviewer.loading.result import LoadMode
+from webviewer.rendering.orientation import SLICE_PANES  # noqa: F401 - the app's 2D panes, re-exported
+
+MODES = tuple(m.value for m in LoadMode)
+NETWORKS = tuple(PROFILES)  # the CT API's network profiles, in their order
 WL_PRESETS = ("soft-tissue", "lung", "bone", "brain", "auto")
 VR_PRESETS = ("CT-Bone", "CT-Soft-Tissue", "CT-MIP")
 PANES = ("axial", "3d", "sagittal", "coronal")
-SLICE_PANES = ("axial", "sagittal", "coronal")
 
 #: the states each mode passes through, in order (issue 3); error/cancelled can end any of them
 MODE_STEPS: dict[str, list[str]] = {

@@ -14,8 +14,8 @@ from webviewer.bench.stats import (
     improvement_pct,
     runs_of,
 )
+from webviewer.units import MB
 
-MB = 1_000_000
 COMPONENT_LABELS = {"zip": "ZIP buffer", "files": "Extracted files", "datasets": "Parsed datasets",
                     "volume": "Volume"}
 

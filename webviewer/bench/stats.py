@@ -10,9 +10,11 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-MODES = ("batch", "stream-files", "stream-dicom")
+from webviewer.loading.metrics import COMPONENTS
+from webviewer.loading.result import LoadMode
+
+MODES = tuple(m.value for m in LoadMode)
 MODE_LABELS = {"batch": "Batch", "stream-files": "PoC1", "stream-dicom": "PoC2"}
-COMPONENTS = ("zip", "files", "datasets", "volume")
 
 #: The original report (browser JS, 107 MB ZIP, 197 MB of DICOM): mean time (s) and mean peak memory (MB) per mode.
 ORIGINAL_REPORT = {

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import psutil
 
 from webviewer.loading.budget import DEFAULT_CONTENT_BUDGET_MB
+from webviewer.units import MB
 
-MB = 1_000_000
 #: RSS of one idle `webviewer --server` session (VTK, trame, four render windows): 330 MB connected and idle
 #: (tests/e2e/bench_demo.py), plus about 45 MB that stays after the first load is unloaded (renderer caches and
 #: engine imports, tests/e2e/bench_budget.py)

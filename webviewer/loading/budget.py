@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from webviewer.errors import LimitExceededError
+from webviewer.units import MB
 
 log = logging.getLogger(__name__)
 
-MB = 1_000_000
 
 #: default budget in MB (10**6 bytes): sized so that a seed-sized CT on screen and its predecessor fit, with the
 #: next seed-sized load in flight. Measured with the app's renderer (llvmpipe): the seed CT (512x512x380) costs
