@@ -75,6 +75,11 @@ def probe_dicom(read: Callable[[int], bytes], size: int) -> SliceProbe | None:
 
     ``read(n)`` returns the first ``n`` bytes (n < 0: all). Only the header prefix is parsed; the whole file is
     read only when its header is longer than ``PROBE_BYTES``.
+
+    This is not the engine's header reader (``webviewer.loading.dicom``): the API may not import engine code (the
+    layer contract), and the catalog needs only what pydicom's own ``stop_before_pixels`` read gives (Rows,
+    Columns, series, frames) from a prefix of each file, once per data folder, where the engine needs the pixel
+    offset, the geometry and the rescale of every slice of every load, with a scanner tuned for that.
     """
     for limit in (PROBE_BYTES, 1 << 20, 16 << 20, -1):  # a multi-frame header can run past 64 KiB
         data = read(limit)

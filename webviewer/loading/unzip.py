@@ -308,17 +308,7 @@ def extract_all(
         ) from exc
     with zf, memoryview(buffer) as view:
         infos = zf.infolist()
-        limits.check_members(len(infos))
-        total = 0
-        for info in infos:
-            limits.check_member(info.filename, info.file_size)
-            total += info.file_size
-            if info.file_size >= limits.ratio_check_min_bytes // 16:
-                ratio = info.file_size / max(info.compress_size, 1)
-                if ratio > limits.max_compression_ratio:
-                    limits.check_ratio(max(info.file_size, limits.ratio_check_min_bytes), info.compress_size)
-        limits.check_total(total)
-        limits.check_ratio(total, len(buffer))
+        check_directory_limits(entries_from_zipfile(infos), limits, len(buffer))
         out: list[Member] = []
         for info in infos:
             if should_stop is not None and should_stop():
