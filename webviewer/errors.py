@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class ControlSignal(Exception):  # noqa: N818 - a signal, not an error
+    """Internal control flow between the viewer's own modules (skip this member, retry as float32, fall back to
+    another reader, answer 416); caught where it is raised for, never shown to a user as it is."""
+
+
 class WebViewerError(Exception):
     """Base class for every error the viewer reports to a user."""
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from webviewer.errors import ControlSignal
+
 from . import throttle
 from .catalog import Catalog, CatalogEntry
 from .throttle import Pacer, chunk_size_for, parse_latency, parse_profile, parse_rate
@@ -50,7 +52,7 @@ WRITE_TIMEOUT_S = 30.0
 MAX_DURATION_S = 3600.0
 
 
-class RangeNotSatisfiable(Exception):
+class RangeNotSatisfiable(ControlSignal):
     """The Range header cannot be served (416)."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from webviewer.app import i18n
 from webviewer.app.state import MODES, NETWORKS, SLICE_PANES, VR_PRESETS, WL_PRESETS
+from webviewer.errors import ControlSignal
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ MAX_COMPARE_RUNS = 50
 MAX_TEXT = 200
 
 
-class Invalid(ValueError):
+class Invalid(ControlSignal, ValueError):
     """A value a page sent is not acceptable for its key."""
 
 

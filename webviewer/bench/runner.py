@@ -20,13 +20,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psutil
 
+from webviewer.errors import WebViewerError
+
 log = logging.getLogger(__name__)
 
 RUN_FIELDS = ("mode", "run", "total_s", "first_slice_s", "peak_above_baseline_bytes", "volume_bytes",
               "components_peak_bytes", "states")
 
 
-class BenchError(RuntimeError):
+class BenchError(WebViewerError):
     """The benchmark could not run (server did not start, a load failed, bad arguments)."""
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from webviewer.errors import ArchiveError
+from webviewer.errors import ArchiveError, ControlSignal
 from webviewer.loading.inflate import INFLATE_ERRORS, crc32, inflate_member
 from webviewer.loading.limits import Limits
 from webviewer.loading.members import Divert
@@ -182,7 +182,7 @@ def check_directory_limits(entries: list[ZipEntry], limits: Limits, archive_byte
     limits.check_ratio(total, archive_bytes)
 
 
-class DirectoryMismatch(Exception):
+class DirectoryMismatch(ControlSignal):
     """The stream's first local header is not what the directory says (the archive changed between requests)."""
 
     def __init__(self, replay: Iterator[bytes]) -> None:

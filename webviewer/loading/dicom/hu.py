@@ -12,7 +12,7 @@ import logging
 import numpy as np
 from pydicom.uid import UID
 
-from webviewer.errors import DicomError
+from webviewer.errors import ControlSignal, DicomError
 from webviewer.loading.dicom.header import _FLOAT32, _INT16, SliceHeader
 from webviewer.loading.dicom.scan import EXPLICIT_VR_BE, _full
 from webviewer.loading.limits import Limits, check_pixels
@@ -32,7 +32,7 @@ _PREFERRED_PLUGINS = {
 _NOT_DECODER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-class HUOverflow(ValueError):  # noqa: N818
+class HUOverflow(ControlSignal, ValueError):  # noqa: N818
     """This slice's HU do not fit the int16 ``out``: promote the volume to float32 and decode again."""
 
 

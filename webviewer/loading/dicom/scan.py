@@ -14,7 +14,7 @@ import struct
 import pydicom
 from pydicom.multival import MultiValue
 
-from webviewer.errors import DicomError
+from webviewer.errors import ControlSignal, DicomError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 #: faster lossless decoders where several are installed (measured on 512x512: CharLS ~3x libjpeg for JPEG-LS,
 
 
-class NotAnImageSlice(Exception):  # noqa: N818 - name fixed by the team contract
+class NotAnImageSlice(ControlSignal):  # noqa: N818 - name fixed by the team contract
     """The member is not a CT image slice (DICOMDIR, junk, no pixels): skip it and list it."""
 
     def __init__(self, name: str, reason: str) -> None:
@@ -79,11 +79,11 @@ _BY_TAG = {tag: (kw, kind) for kw, (tag, kind) in _FIELDS.items()}
 _SIMPLE_CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO_IR 192"}
 
 
-class _Unsupported(Exception):
+class _Unsupported(ControlSignal):
     """The fast scanner met something it does not handle: use pydicom instead."""
 
 
-class _Truncated(Exception):
+class _Truncated(ControlSignal):
     """An element runs past the end of the file."""
 
 
