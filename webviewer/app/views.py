@@ -141,7 +141,7 @@ class ProgressiveRefresher:
 
     def on_buffer(self, buffer: Any, placed: int = 1) -> None:
         """Called by the load observer whenever slices were placed."""
-        if self._stopped or placed <= 0:
+        if self._stopped or placed <= 0 or self.interval_s <= 0:  # interval 0: no progressive display
             return
         self._buffer = buffer
         if self.first_placed_ms is None:
