@@ -1,0 +1,82 @@
+"""The progressive refresher keeps its renders under its share of the load's time (a fake clock, no sleeps)."""
+
+from __future__ import annotations
+
+from app_helpers import FakeBuffer
+
+from webviewer.app.views import ProgressiveRefresher
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CostlyViews:
+    """Pushing a pane costs fake time: 3D 150 ms, a 2D pane 10 ms."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.pushed: list[tuple[str, ...]] = []
+        self.previews = 0
+
+    def show_preview(self, volume, *, first: bool) -> None:
+        self.previews += 1
+
+    def push(self, panes) -> None:
+        self.pushed.append(tuple(panes))
+        self.clock.now += sum(0.15 if p == "3d" else 0.01 for p in panes)
+
+
+def make(interval_s: float = 0.5, max_duty: float = 0.1):
+    clock = Clock()
+    views = CostlyViews(clock)
+    refresher = ProgressiveRefresher(views, interval_s=interval_s, clock=clock, max_duty=max_duty)
+    buffer = FakeBuffer(10)
+    buffer.placed = 3
+    refresher._buffer = buffer
+    return refresher, views, clock
+
+
+async def test_the_first_refresh_shows_every_pane_and_sets_the_next_gap_from_its_cost():
+    refresher, views, clock = make()
+    await refresher._refresh()
+    assert views.pushed == [("axial",), ("sagittal", "coronal"), ("3d",)]
+    assert refresher.first_slice_s is not None and refresher.refreshes == 1
+    # 2D cost 30 ms in half of a 10 % share -> 0.6 s; 3D cost 150 ms -> the 3D pane waits 3 s
+    assert abs(refresher._gap - 0.6) < 1e-9
+    assert abs(refresher._gap_3d - 3.0) < 1e-9
+    assert abs(refresher.render_s - 0.18) < 1e-9
+
+
+async def test_the_3d_pane_waits_until_its_cost_fits_the_share():
+    refresher, views, clock = make()
+    await refresher._refresh()
+    clock.now += 0.6
+    views.pushed.clear()
+    await refresher._refresh()
+    assert ("3d",) not in views.pushed and refresher.refreshes_3d == 1
+    clock.now += 3.0
+    views.pushed.clear()
+    await refresher._refresh()
+    assert views.pushed[-1] == ("3d",) and refresher.refreshes_3d == 2
+
+
+async def test_render_time_stays_within_the_duty_share_over_a_long_load():
+    refresher, views, clock = make()
+    start = clock.now
+    for _ in range(40):  # the load keeps placing slices: refresh whenever the refresher allows
+        await refresher._refresh()
+        clock.now = max(clock.now, refresher._last + refresher._gap)
+    elapsed = clock.now - start
+    assert refresher.refreshes == 40
+    assert refresher.render_s / elapsed <= 0.1 + 0.18 / elapsed  # the first refresh is the only overshoot
+
+
+def test_interval_zero_turns_the_progressive_display_off():
+    refresher, views, _ = make(interval_s=0)
+    refresher.on_buffer(FakeBuffer(4), 2)  # no running loop needed: it returns before scheduling
+    assert refresher._buffer is not None and refresher._handle is None and refresher.first_placed_ms is None
