@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from app_helpers import FakeBuffer
 
 from webviewer.app.views import ProgressiveRefresher
@@ -80,3 +82,58 @@ def test_interval_zero_turns_the_progressive_display_off():
     refresher, views, _ = make(interval_s=0)
     refresher.on_buffer(FakeBuffer(4), 2)  # no running loop needed: it returns before scheduling
     assert refresher._buffer is not None and refresher._handle is None and refresher.first_placed_ms is None
+
+
+class DraftRenderer:
+    """The renderer calls ViewLogic makes for a finished volume, with the 3D pane's draft switch."""
+
+    def __init__(self) -> None:
+        self.fast_3d = False
+        self.switches: list[bool] = []
+
+    def set_volume(self, volume, *, reset=True):
+        self.fast_3d = False
+
+    def set_fast_3d(self, fast: bool) -> None:
+        self.fast_3d = fast
+        self.switches.append(fast)
+
+    def set_window_preset(self, name):
+        pass
+
+    def set_vr_preset(self, name):
+        pass
+
+    def slice_info(self, pane):
+        return 0, 1
+
+    def orientation_labels(self, pane):
+        return {}
+
+
+async def test_a_finished_volume_shows_a_draft_3d_first_and_full_quality_once_no_load_runs():
+    from app_helpers import FakeVolume
+    from trame.app import get_server
+
+    from webviewer.app.views import ViewLogic
+
+    state = get_server("test-draft-3d", client_type="vue3").state
+    state.update({"wl_preset": "auto", "vr_preset": "ct-bone", "has_volume": False, "labels": {}, "wl_text": ""})
+    state.ready()
+    renderer = DraftRenderer()
+    views = ViewLogic(state, renderer)
+    pushed: list = []
+    views.push = lambda panes=None: pushed.append(tuple(panes or ("all",)))
+    views.upgrade_delay_s = 0.0
+    running = [True]
+    views.busy = lambda: running[0]
+    views.show_volume(FakeVolume(FakeBuffer(4).full), draft_3d=True)
+    assert renderer.fast_3d is True and pushed == [("all",)]
+    for _ in range(5):  # a load runs: the upgrade keeps waiting
+        await asyncio.sleep(0)
+    assert renderer.fast_3d is True and views.upgrades == 0
+    running[0] = False
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert renderer.fast_3d is False and views.upgrades == 1 and pushed[-1] == ("3d",)
+    assert renderer.switches == [True, False]

@@ -71,6 +71,7 @@ class LoadLogic:
         self._last_state: str | None = None
         self._last_event: Any = None
         self._final_elapsed_s: float | None = None
+        views.busy = lambda: self.running
         #: at most one progressive pane refresh per interval (~2/s)
         self.refresh_interval_s = 0.5
 
@@ -285,12 +286,12 @@ class LoadLogic:
 
     def _restore_views(self) -> None:
         """After a cancel or an error, show the last finished volume again (or nothing)."""
-        self.views.show_volume(self.current_volume)
+        self.views.show_volume(self.current_volume, draft_3d=True)
 
     def _finish(self, result: Any, entry: dict[str, Any], network: str, refresher: ProgressiveRefresher,
                 *, register: bool, held_bytes: int = 0) -> None:
         self.current_volume = result.volume
-        self.views.show_volume(result.volume, reset=True)
+        self.views.show_volume(result.volume, reset=True, draft_3d=True)
         first = refresher.first_slice_s
         if first is None:  # no progressive preview (Batch, PoC1): the first slice reached the views now
             first = time.perf_counter() - refresher.t0

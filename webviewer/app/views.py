@@ -21,6 +21,12 @@ class ViewLogic:
         self.renderer = renderer
         self.views: dict[str, Any] = {}
         self._syncing = False
+        #: seconds without a load before the 3D pane's full-quality frame is rendered
+        self.upgrade_delay_s = 2.0
+        #: returns True while a load runs (set by the app); the full-quality 3D frame waits for it to end
+        self.busy: Callable[[], bool] = lambda: False
+        self.upgrades = 0
+        self._upgrade: asyncio.TimerHandle | None = None
         if hasattr(renderer, "on_change"):
             renderer.on_change = self._on_renderer_change
 
@@ -35,12 +41,41 @@ class ViewLogic:
                 view.update()
 
     # -- volume -----------------------------------------------------------------------------------------
-    def show_volume(self, volume: Any, *, reset: bool = True) -> None:
-        """Show a finished volume (or None) in every pane."""
+    def show_volume(self, volume: Any, *, reset: bool = True, draft_3d: bool = False) -> None:
+        """Show a finished volume (or None) in every pane.
+
+        ``draft_3d``: the 3D pane first shows its draft quality (~0.1 s) and renders its full quality
+        (shading gradients, 1-3 s holding the GIL) only once the session is idle (:meth:`upgrade_3d_when_idle`)."""
+        self._cancel_upgrade()
         self.renderer.set_volume(volume, reset=reset)
+        draft = draft_3d and volume is not None and hasattr(self.renderer, "set_fast_3d")
+        if draft:
+            self.renderer.set_fast_3d(True)
         self.apply_presets()
         self.sync_state(has_volume=volume is not None)
         self.push()
+        if draft:
+            self.upgrade_3d_when_idle()
+
+    def upgrade_3d_when_idle(self) -> None:
+        """Render the 3D pane at full quality after ``upgrade_delay_s`` without a load (re-armed while one runs)."""
+        self._cancel_upgrade()
+        self._upgrade = asyncio.get_running_loop().call_later(self.upgrade_delay_s, self._upgrade_3d)
+
+    def _upgrade_3d(self) -> None:
+        self._upgrade = None
+        if self.busy():
+            self.upgrade_3d_when_idle()
+            return
+        if getattr(self.renderer, "fast_3d", False) and self.state.has_volume:
+            self.renderer.set_fast_3d(False)
+            self.upgrades += 1
+            self.push(("3d",))
+
+    def _cancel_upgrade(self) -> None:
+        if self._upgrade is not None:
+            self._upgrade.cancel()
+            self._upgrade = None
 
     def show_preview(self, volume: Any, *, first: bool) -> None:
         """Show a partial volume while it fills: the axial pane at the middle placed slice."""
