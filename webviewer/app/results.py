@@ -59,13 +59,6 @@ def memory_details(metrics: Any, *, held_bytes: int = 0, render_bytes: int = 0) 
     }
 
 
-def memory_text(details: dict[str, Any], t: dict[str, str]) -> str:
-    """One line for the memory tooltip: the components in MB."""
-    keys = ("zip", "files", "datasets", "volume", "render")
-    parts = [f"{t.get(f'mem.{k}', k)} {details.get(f'{k}_mb', 0):.1f}" for k in keys]
-    return " · ".join(parts)
-
-
 def _value(x: Any) -> str:
     return getattr(x, "value", x)
 
