@@ -99,6 +99,7 @@ async def test_poc2_memory_is_never_below_its_volume_and_batch_holds_more(api):
             assert r["memory"]["method"] in ("vmhwm", "sampled") and not r["memory"]["shared"]
         for r in poc2:
             assert r["peak_mb"] >= r["volume_mb"], r
+            assert set(r["progressive"]) == {"refreshes", "refreshes_3d", "render_s"}
         batch = next(r for r in rows if r["mode"] == "batch")
         assert batch["peak_mb"] > max(r["peak_mb"] for r in poc2)
         assert batch["memory"]["zip_mb"] > 0 and batch["memory"]["files_mb"] > 0

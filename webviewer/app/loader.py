@@ -302,6 +302,8 @@ class LoadLogic:
         row = results.run_row(result, run=self._run_counter, ct_name=entry.get("name", entry["id"]),
                               network=network, first_slice_s=first, held_bytes=held_bytes,
                               render_bytes=render_copy_bytes(result.volume))
+        row["progressive"] = {"refreshes": refresher.refreshes, "refreshes_3d": refresher.refreshes_3d,
+                              "render_s": round(refresher.render_s, 3)}
         rows = [*self.state.runs, row]
         self._final_elapsed_s = float(result.metrics.total_s)
         with self.state:  # one flush: "finished" arrives together with its row and timings
