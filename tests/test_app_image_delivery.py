@@ -55,3 +55,67 @@ def test_tune_repolls_until_the_image_is_encoded():
 
 def test_tune_without_protocol_is_harmless():
     assert image_delivery.tune(None) == 0
+
+
+# -- against trame-vtk's real class (the version pinned in pyproject.toml) --------------------------------------
+class RealDeliveryHarness:
+    """trame-vtk's own vtkWebPublishImageDelivery with its I/O replaced: still_render answers stale N times."""
+
+    def __init__(self, monkeypatch, stale_rounds: int) -> None:
+        from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
+
+        self.scheduled: list = []
+        monkeypatch.setattr(mod, "schedule_callback", lambda delay, fn: self.scheduled.append((delay, fn)))
+        self.delivery = mod.vtkWebPublishImageDelivery(decode=False)
+        self.delivery.tracking_views["1"] = {"enabled": True, "mtime": 0, "quality": 100, "ratio": 1,
+                                             "originalSize": [10, 10]}
+        self.delivery.stale_handler_count["1"] = 0
+        self.published: list = []
+        self.stale_rounds = stale_rounds
+
+        def still_render(options):
+            stale = self.stale_rounds > 0
+            self.stale_rounds -= 1
+            return {"stale": stale, "image": None if stale else b"jpeg", "mtime": 1}
+
+        self.delivery.still_render = still_render
+        self.delivery.addAttachment = lambda data: data
+        self.delivery.publish = lambda topic, reply: self.published.append(reply)
+
+    def run(self, now: list) -> None:
+        self.delivery.push_render("1")
+        while self.scheduled:
+            delay, fn = self.scheduled.pop(0)
+            now[0] += delay
+            fn()
+
+
+def test_the_patch_applies_to_trame_vtks_real_class_and_delivers_the_fresh_image(monkeypatch):
+    import time as time_mod
+
+    now = [1000.0]
+    monkeypatch.setattr(time_mod, "time", lambda: now[0])
+    h = RealDeliveryHarness(monkeypatch, stale_rounds=4)
+    assert image_delivery.patchable(h.delivery)
+    assert image_delivery.tune(FakeRoot([h.delivery])) == 1
+    h.run(now)
+    assert [r["image"] for r in h.published] == [b"jpeg"]
+    assert h.delivery.last_stale_time["1"] == 0
+
+
+def test_the_installed_trame_vtk_is_the_version_the_patch_was_checked_on():
+    assert image_delivery.trame_vtk_version().startswith(image_delivery.TESTED_TRAME_VTK + ".")
+
+
+def test_a_protocol_without_the_expected_internals_is_left_stock_and_logged(caplog):
+    class Changed:
+        delta_stale_time_before_render = 0.5
+
+        def render_stale_image(self, view_id):  # a changed signature
+            pass
+
+    link = Changed()
+    with caplog.at_level("ERROR", logger="webviewer.app.image_delivery"):
+        assert image_delivery.tune(FakeRoot([link])) == 0
+    assert link.delta_stale_time_before_render == 0.5
+    assert any("NOT applied" in r.message for r in caplog.records)

@@ -1,14 +1,22 @@
-"""Browser benchmark (not a test): first slice on screen, 2D update latency after W/L and slice changes, 3D fps.
+"""Browser benchmark (not a test): the app's own results table for the three modes, first images, interaction fps.
 
 Run from the repository root, on an otherwise idle machine:
 
-    .venv/bin/python tests/e2e/bench_app.py [PORT]        # RUNS=3 first-slice loads, N=10 latency samples
+    .venv/bin/python tests/e2e/bench_app.py [--rounds 3] [--progressive both|on|off] [--port PORT]
 
-It starts `webviewer --samples tiny,seed`, loads the seed-sized CT in PoC2 in Debian's Chromium and prints figures;
-screenshots go to /tmp/webviewer-seed.png and /tmp/webviewer-rotated.png.
+It starts `webviewer --samples tiny,seed` (the CT API mounted in the app), drives Debian's Chromium like a user:
+seed-sized CT, Unlimited, the modes interleaved (Batch, PoC1, PoC2) for ``--rounds`` rounds, and reads the values
+the app's results table shows (``window.trame.state``). It also runs `webviewer-load` on the same URL for the
+engine-alone PoC2 figure, times the first axial and 3D images after Load, and measures 3D rotation and slice
+scrolling idle and the 2D panes while a load runs. It prints the issue-11 targets table.
 """
 
+from __future__ import annotations
+
+import argparse
+import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -16,12 +24,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from viewer_page import ViewerPage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+MODES = ("batch", "stream-files", "stream-dicom")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-first-run"]
 
 WATCH = """
 () => {
@@ -32,100 +43,198 @@ WATCH = """
     el.addEventListener('load', (ev) => {
       const img = ev.target; if (img.tagName !== 'IMG') return;
       const t = Date.now();
-      let nb = -1;
-      if (pane === 'axial') {
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
-        const d = ctx.getImageData(0, 0, c.width, c.height).data; nb = 0;
-        for (let i = 0; i < d.length; i += 16) if (d[i] + d[i+1] + d[i+2] > 60) nb++;
-      }
-      window.__loads[pane].push({t, nb});
+      const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+      const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, c.width, c.height).data; let nb = 0;
+      for (let i = 0; i < d.length; i += 64) if (d[i] + d[i+1] + d[i+2] > 60) nb++;
+      window.__loads[pane].push({t, nb, w: img.naturalWidth, h: img.naturalHeight});
     }, true);
   }
 }
 """
-port = int(sys.argv[1]) if len(sys.argv) > 1 else 18790
-env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
-proc = subprocess.Popen([str(ROOT / ".venv/bin/webviewer"), "--server", "--port", str(port), "--samples", "tiny,seed"],
-                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-try:
-    for _ in range(600):
+
+
+def start_server(port: int, extra: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
+    cmd = [str(ROOT / ".venv/bin/webviewer"), "--server", "--port", str(port), "--samples", "tiny,seed", *extra]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for _ in range(1200):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cts", timeout=2)
-            break
+            return proc
         except OSError:
             time.sleep(0.5)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                                     "--disable-sync", "--disable-quic", "--no-first-run"])
-        page = b.new_page(viewport={"width": 1600, "height": 1000})
-        vp = ViewerPage(page, f"http://127.0.0.1:{port}")
-        vp.open()
-        page.evaluate(WATCH)
-        # 1) first slice visible in the browser after the engine placed it (seed, PoC2, loopback)
-        results = []
-        for run in range(int(os.environ.get('RUNS', 3))):
-            # panes black again: unload everything
-            for btn in page.locator('[data-testid^="unload-"]').all():
-                btn.click()
-            page.wait_for_timeout(1500)
-            page.evaluate("() => { for (const k in window.__loads) window.__loads[k] = []; }")
-            vp.load_and_finish("seed size", "stream-dicom")
-            page.wait_for_timeout(500)
-            placed = float(vp.tid("first-slice-placed-ms").text_content())
-            pushed = float(vp.tid("first-slice-pushed-ms").text_content())
-            loads = page.evaluate("() => window.__loads.axial")
-            first = next((x["t"] for x in loads if x["nb"] > 200), None)
-            results.append((pushed - placed, (first - placed) if first else None))
-            print(f"run {run}: engine placed -> pushed {pushed - placed:.0f} ms, -> visible in browser "
-                  f"{(first - placed) if first else float('nan'):.0f} ms", flush=True)
-        row = vp.result_rows().last.inner_text()
-        print("last results row:", row.replace("\n", " | "))
-        page.screenshot(path="/tmp/webviewer-seed.png")
-        # 2) 2D update latency after a W/L change
-        lat = []
-        for i in range(int(os.environ.get('N', 10))):
-            preset = ["lung", "bone", "soft-tissue", "brain"][i % 4]
-            n0 = page.evaluate("() => window.__loads.axial.length")
-            t0 = page.evaluate(f"() => {{ const t = Date.now(); document.querySelector('[data-testid=\"wl-{preset}\"]').click(); return t; }}")
-            page.wait_for_function(f"() => window.__loads.axial.length > {n0}", timeout=30_000)
-            t1 = page.evaluate(f"() => window.__loads.axial[{n0}].t")
-            lat.append(t1 - t0)
-            page.wait_for_timeout(700)
-        print("W/L -> axial image (ms):", lat, "median", statistics.median(lat), flush=True)
-        # 2b) slice change latency (slider keyboard step)
-        slat = []
-        thumb = page.locator('[data-testid="slider-axial"] .v-slider-thumb')
-        thumb.focus()
-        for i in range(int(os.environ.get('N', 10))):
-            n0 = page.evaluate("() => window.__loads.axial.length")
-            t0 = page.evaluate("() => Date.now()")
-            page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
-            page.wait_for_function(f"() => window.__loads.axial.length > {n0}", timeout=30_000)
-            t1 = page.evaluate(f"() => window.__loads.axial[{n0}].t")
-            slat.append(t1 - t0)
-            page.wait_for_timeout(700)
-        print("slice -> axial image (ms):", slat, "median", statistics.median(slat), flush=True)
-        # 3) 3D fps while rotating
-        box = vp.tid("pane-3d").bounding_box()
-        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 20
-        page.mouse.move(cx, cy)
-        page.mouse.down()
-        n0 = page.evaluate("() => window.__loads['3d'].length")
-        t0 = time.time()
-        steps = 0
-        while time.time() - t0 < 4.0:
-            steps += 1
-            page.mouse.move(cx + 120 * ((steps % 40) / 40 - 0.5), cy + 10 * ((steps % 7) / 7), steps=1)
-            page.wait_for_timeout(16)
-        dt = time.time() - t0
-        n1 = page.evaluate("() => window.__loads['3d'].length")
-        page.mouse.up()
-        print(f"3D: {n1 - n0} frames in {dt:.1f} s while rotating = {(n1 - n0) / dt:.1f} fps "
-              f"(pane {box['width']:.0f}x{box['height']:.0f})", flush=True)
-        page.screenshot(path="/tmp/webviewer-rotated.png")
-        b.close()
-finally:
-    proc.terminate()
-    proc.wait()
+    raise RuntimeError("the app did not start")
+
+
+def engine_alone(port: int, runs: int) -> list[float]:
+    """`webviewer-load` PoC2 on the app's own CT API (a fresh process per run)."""
+    url = f"http://127.0.0.1:{port}/api/cts/sample-seed/archive"
+    out = []
+    for _ in range(runs):
+        text = subprocess.run([str(ROOT / ".venv/bin/webviewer-load"), url, "--mode", "stream-dicom", "--json",
+                               "--quiet"], capture_output=True, text=True, check=True).stdout
+        out.append(float(json.loads(text)["timings"]["total_s"]))
+    return out
+
+
+def first_images(page, t_click: int) -> tuple[float | None, float | None]:
+    """Seconds from the Load click to the first non-black axial and 3D images."""
+    loads = page.evaluate("() => window.__loads")
+    out = []
+    for pane in ("axial", "3d"):
+        t = next((x["t"] for x in loads[pane] if x["t"] >= t_click and x["nb"] > 50), None)
+        out.append(None if t is None else (t - t_click) / 1000.0)
+    return out[0], out[1]
+
+
+def one_load(page, vp: ViewerPage, mode: str) -> dict:
+    vp.choose_mode(mode)
+    serial = int(vp.tid("load-serial").text_content() or 0)
+    t_click = page.evaluate("() => { const t = Date.now(); "
+                            "document.querySelector('[data-testid=\"load-button\"]').click(); return t; }")
+    expect(vp.tid("load-serial")).to_have_text(str(serial + 1), timeout=90_000)
+    vp.wait_state("finished")
+    page.wait_for_function("() => !window.trame.state.get('busy')", timeout=90_000)
+    page.wait_for_timeout(1500)  # the last frames land
+    row = page.evaluate("() => window.trame.state.get('runs').slice(-1)[0]")
+    row["first_axial_s"], row["first_3d_s"] = first_images(page, t_click)
+    return row
+
+
+def fps_rotate(page, vp: ViewerPage, seconds: float = 4.0) -> tuple[float, str]:
+    box = vp.tid("pane-3d").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 20
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    n0 = page.evaluate("() => window.__loads['3d'].length")
+    t0, steps = time.time(), 0
+    while time.time() - t0 < seconds:
+        steps += 1
+        page.mouse.move(cx + 120 * ((steps % 40) / 40 - 0.5), cy + 10 * ((steps % 7) / 7), steps=1)
+        page.wait_for_timeout(16)
+    dt = time.time() - t0
+    n1 = page.evaluate("() => window.__loads['3d'].length")
+    page.mouse.up()
+    return (n1 - n0) / dt, f"{box['width']:.0f}x{box['height']:.0f}"
+
+
+def fps_scroll(page, seconds: float = 4.0) -> float:
+    """Axial frames per second while the slider is stepped as fast as a held arrow key."""
+    page.locator('[data-testid="slider-axial"] .v-slider-thumb').focus()
+    n0 = page.evaluate("() => window.__loads.axial.length")
+    t0, i = time.time(), 0
+    while time.time() - t0 < seconds:
+        page.keyboard.press("ArrowRight" if (i // 20) % 2 == 0 else "ArrowLeft")
+        page.wait_for_timeout(16)
+        i += 1
+    dt = time.time() - t0
+    return (page.evaluate("() => window.__loads.axial.length") - n0) / dt
+
+
+def fps_while_loading(page, vp: ViewerPage) -> float:
+    """Axial frames per second while the slider is stepped during a PoC2 load of the seed."""
+    vp.choose_mode("stream-dicom")
+    serial = int(vp.tid("load-serial").text_content() or 0)
+    vp.tid("load-button").click()
+    expect(vp.tid("load-serial")).to_have_text(str(serial + 1), timeout=90_000)
+    page.wait_for_function("() => window.trame.state.get('has_volume')", timeout=90_000)
+    page.locator('[data-testid="slider-axial"] .v-slider-thumb').focus()
+    n0 = page.evaluate("() => window.__loads.axial.length")
+    t0, i = time.time(), 0
+    while page.evaluate("() => window.trame.state.get('load_state')") not in ("finished", "error", "cancelled"):
+        page.keyboard.press("ArrowRight" if (i // 10) % 2 == 0 else "ArrowLeft")
+        page.wait_for_timeout(16)
+        i += 1
+    dt = time.time() - t0
+    n = page.evaluate("() => window.__loads.axial.length") - n0
+    vp.wait_state("finished")
+    page.wait_for_function("() => !window.trame.state.get('busy')", timeout=90_000)
+    return n / dt if dt > 0 else float("nan")
+
+
+def run_app(port: int, extra: list[str], rounds: int, interact: bool) -> dict:
+    proc = start_server(port, extra)
+    spy = None
+    if os.environ.get("BENCH_PYSPY"):  # profile the app's process: collapsed stacks for the issue note
+        spy = subprocess.Popen([str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(proc.pid), "--format", "raw",
+                                "--rate", "50", "-o", f"{os.environ['BENCH_PYSPY']}-{port}.txt"])
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1720, "height": 1180})
+            vp = ViewerPage(page, f"http://127.0.0.1:{port}")
+            vp.open()
+            page.evaluate(WATCH)
+            vp.select_ct("seed size")
+            vp.select_network("Unlimited")
+            rows = [one_load(page, vp, mode) for _ in range(rounds) for mode in MODES]
+            out = {"rows": rows}
+            if interact:
+                out["rotate_fps"], out["pane"] = fps_rotate(page, vp)
+                out["scroll_fps"] = fps_scroll(page)
+                out["loading_2d_fps"] = fps_while_loading(page, vp)
+            browser.close()
+        out["engine_poc2_s"] = engine_alone(port, rounds) if interact else []
+        return out
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+        proc.terminate()
+        proc.wait()
+
+
+def med(rows: list[dict], mode: str, key: str) -> float:
+    vals = [r[key] for r in rows if r["requested_mode"] == mode and r.get(key) is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def report(on: dict, off: dict | None) -> None:
+    rows = on["rows"]
+    print("\nrun | mode | total s | first slice s | peak MB | volume MB | first axial s | first 3D s")
+    for r in rows:
+        print(f"{r['run']} | {r['mode']} | {r['total_s']:.2f} | {r['first_slice_s']} | {r['peak_mb']:.1f} | "
+              f"{r['volume_mb']:.1f} | {r['first_axial_s']} | {r['first_3d_s']}")
+    b, p = med(rows, "batch", "total_s"), med(rows, "stream-dicom", "total_s")
+    bm, pm, vol = med(rows, "batch", "peak_mb"), med(rows, "stream-dicom", "peak_mb"), med(rows, "stream-dicom",
+                                                                                          "volume_mb")
+    eng = statistics.median(on["engine_poc2_s"]) if on.get("engine_poc2_s") else float("nan")
+    print("\ntarget | measured (medians)")
+    print(f"app PoC2 / app Batch <= 0.65 | {p / b:.2f} ({p:.2f} / {b:.2f} s; PoC1 "
+          f"{med(rows, 'stream-files', 'total_s'):.2f} s)")
+    print(f"app PoC2 <= 1.2 x webviewer-load PoC2 | {p / eng:.2f} x ({eng:.2f} s)")
+    print(f"app PoC2 memory 0.95-1.10 x volume | {pm / vol:.2f} ({pm:.0f} / {vol:.0f} MB)")
+    print(f"app Batch / PoC2 memory >= 2.5 | {bm / pm:.2f} ({bm:.0f} MB; PoC1 {med(rows, 'stream-files', 'peak_mb'):.0f})")
+    if off is not None:
+        poff = med(off["rows"], "stream-dicom", "total_s")
+        print(f"progressive on vs off costs PoC2 <= 10 % | {(p / poff - 1) * 100:+.0f} % ({p:.2f} vs {poff:.2f} s)")
+    print(f"first image <= 0.3 s after Load (PoC2) | {med(rows, 'stream-dicom', 'first_axial_s'):.2f} s")
+    print(f"first 3D image <= 1.0 s (PoC2) | {med(rows, 'stream-dicom', 'first_3d_s'):.2f} s")
+    if "rotate_fps" in on:
+        print(f"3D rotation >= 15 fps idle | {on['rotate_fps']:.1f} fps (pane {on['pane']})")
+        print(f"slice scrolling >= 20 fps idle | {on['scroll_fps']:.1f} fps")
+        print(f"2D >= 5 fps while loading | {on['loading_2d_fps']:.1f} fps")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--progressive", choices=("both", "on", "off"), default="both")
+    ap.add_argument("--port", type=int, default=18790)
+    ap.add_argument("--json", default=None, help="write the raw figures here")
+    args = ap.parse_args()
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
+    on = off = None
+    if args.progressive in ("both", "on"):
+        on = run_app(args.port, [], args.rounds, interact=True)
+    if args.progressive in ("both", "off"):
+        off = run_app(args.port + 1, ["--progressive-interval-s", "0"], args.rounds, interact=on is None)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"on": on, "off": off}, indent=2))
+    report(on or off, off if on is not None else None)
+
+
+if __name__ == "__main__":
+    main()

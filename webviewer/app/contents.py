@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from webviewer.app.i18n import fmt
-from webviewer.app.memory import MemoryAccount, release_memory
+from webviewer.app.memory import MemoryAccount, held_volume_bytes, is_registered, release_memory
 from webviewer.errors import WebViewerError
 from webviewer.loading.budget import (
     BudgetExceededError,
@@ -33,6 +33,14 @@ class ContentsLogic:
     @property
     def budget(self) -> ContentBudget | None:
         return getattr(self.registry, "budget", None)
+
+    def holds(self, volume: Any) -> bool:
+        """True when a registered content keeps ``volume`` (it stays in memory when the panes let it go)."""
+        return is_registered(self.registry, volume)
+
+    def held_bytes(self) -> int:
+        """Bytes of the registered contents' volumes."""
+        return held_volume_bytes(self.registry)
 
     def limits_kwargs(self, options_kwargs: dict[str, Any]) -> dict[str, Any]:
         """LoadOptions keywords: the engine refuses a volume above the budget when it allocates (backstop for

@@ -16,6 +16,7 @@ from trame.decorators import change, controller, life_cycle, trigger
 from webviewer.app import i18n, image_delivery, results
 from webviewer.app.catalog import CatalogSource, ct_item
 from webviewer.app.guard import guard_rpcs
+from webviewer.app.load_thread import LoadThread
 from webviewer.app.loader import LoadLogic, steps_for
 from webviewer.app.state import (
     NETWORKS,
@@ -78,7 +79,8 @@ class WebViewerApp(TrameApp):
 
     def __init__(self, server: Any = None, *, catalog_source: CatalogSource, api_catalog: Any = None,
                  renderer: Any = None, registry: Any = None, load_fn: Any = None, options_factory: Any = None,
-                 memory_poll_s: float = 1.0) -> None:
+                 memory_poll_s: float = 1.0, progressive_interval_s: float | None = None,
+                 threaded_load: bool | None = None) -> None:
         super().__init__(server, client_type="vue3")
         self.catalog = catalog_source
         self.api_catalog = api_catalog
@@ -89,7 +91,11 @@ class WebViewerApp(TrameApp):
         self.state.t = i18n.messages("en")
         self.loader = LoadLogic(self.state, self.views, self.catalog,
                                 registry if registry is not None else _default_registry(),
-                                load_fn or _default_load, options_factory or _default_options)
+                                load_fn or _default_load, options_factory or _default_options,
+                                load_thread=LoadThread() if (threaded_load if threaded_load is not None
+                                                             else load_fn is None) else None)
+        if progressive_interval_s is not None:  # 0: no progressive display, the panes fill when the load ends
+            self.loader.refresh_interval_s = progressive_interval_s
         self._apply_language("en")
         self.state.lang_items = i18n.languages()
         self._memory_task: asyncio.Task | None = None
@@ -167,6 +173,11 @@ class WebViewerApp(TrameApp):
                     self.state.memory_mb = round(rss / MB, 1)
                     self.state.memory_text = i18n.fmt(self.state.t, "memory", x=f"{rss / MB:.0f}")
                 self.loader.refresh_contents()  # the budget line beside it
+
+    @life_cycle.server_exited
+    def _server_exited(self, **_: Any) -> None:
+        """Session end: cancel a running load and stop its thread."""
+        self.loader.close()
 
     @life_cycle.client_connected
     def _client_connected(self, **_: Any) -> None:
@@ -301,6 +312,8 @@ def add_arguments(cli: Any) -> None:
                      help="memory for one session's loaded contents (volumes, render copies), in MB; "
                           "the oldest contents not on screen are unloaded to stay within it "
                           "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
+    cli.add_argument("--progressive-interval-s", type=float, default=None,
+                     help="seconds between two progressive pane refreshes while PoC2 loads (0: no progressive display)")
     # trame's own --host and --timeout keep their help texts; the defaults here are 127.0.0.1 (this machine
     # only) and no idle exit: wslink exits after 300 s without a browser (taking the CT API with it), a
     # deployment that reaps idle session processes passes --timeout N. Both are logged at start-up.
@@ -332,7 +345,8 @@ def main(server: Any = None, **kwargs: Any) -> None:
         source, api_catalog = _build_catalog(args)
         source = orthanc_catalog_from_args(args, source, networks=NETWORKS)
     app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog,
-                       registry=_default_registry(args.content_budget_mb))
+                       registry=_default_registry(args.content_budget_mb),
+                       progressive_interval_s=args.progressive_interval_s)
     log.info(describe_timeout(kwargs.get("timeout", getattr(args, "timeout", 0))))
     app.server.start(**kwargs)
 

@@ -9,18 +9,29 @@ things are changed here, on the protocol instance only:
   2.11) only re-polls when ``delta >= interval * (stale_count + 1)`` and otherwise reschedules only when
   ``delta < interval``, so a second re-poll that comes back stale is dropped and the pane keeps its old
   picture until the next push. With a 20 ms interval that happens often on a busy machine.
+
+The replacement relies on trame-vtk's internals (``push_render``, ``stale_handler_count``, ``last_stale_time``,
+``stale_count_limit``): checked on trame-vtk 2.11.17 (``TESTED_TRAME_VTK``, pinned in pyproject.toml) and tested
+against its real ``vtkWebPublishImageDelivery``. Another version, or a protocol without those members, is
+logged as an error and left stock: slower panes, never a broken app.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import types
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 REPOLL_S = 0.02
 MAX_REPOLLS = 50  # 1 s of polling at most, then the stock behaviour (the next push) takes over
+#: the trame-vtk minor version whose image delivery this patch was written and tested against
+TESTED_TRAME_VTK = "2.11"
+_NEEDED = ("delta_stale_time_before_render", "stale_count_limit", "stale_handler_count", "last_stale_time",
+           "push_render", "render_stale_image")
 
 
 def _render_stale_image(self: Any, v_id: str, stale_count: int = 0) -> None:
@@ -30,14 +41,44 @@ def _render_stale_image(self: Any, v_id: str, stale_count: int = 0) -> None:
         self.push_render(v_id, False, stale_count + 1)
 
 
+def trame_vtk_version() -> str:
+    try:
+        return version("trame-vtk")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def patchable(link: Any) -> bool:
+    """True when ``link`` has the members and the ``render_stale_image(v_id, stale_count=0)`` this patch expects."""
+    if not all(hasattr(link, name) for name in _NEEDED):
+        return False
+    try:
+        params = list(inspect.signature(link.render_stale_image).parameters)
+    except (TypeError, ValueError):
+        return False
+    return params[:2] == ["v_id", "stale_count"]
+
+
 def tune(root_protocol: Any) -> int:
-    """Apply the tuning to every image-delivery protocol linked to ``root_protocol``; returns how many."""
+    """Apply the tuning to every image-delivery protocol linked to ``root_protocol``; returns how many.
+
+    A protocol that looks like trame-vtk's image delivery but lacks what the patch needs is logged as an error
+    (the images then arrive on trame-vtk's stock schedule)."""
     tuned = 0
+    found = trame_vtk_version()
+    if not found.startswith(TESTED_TRAME_VTK + "."):
+        log.error("image delivery patch: written for trame-vtk %s.x, found %s; check app/image_delivery.py",
+                  TESTED_TRAME_VTK, found)
     for link in root_protocol.getLinkProtocols() if root_protocol is not None else ():
-        if hasattr(link, "delta_stale_time_before_render") and hasattr(link, "render_stale_image"):
-            link.delta_stale_time_before_render = REPOLL_S
-            link.stale_count_limit = MAX_REPOLLS
-            link.render_stale_image = types.MethodType(_render_stale_image, link)
-            tuned += 1
+        if not hasattr(link, "render_stale_image") and not hasattr(link, "delta_stale_time_before_render"):
+            continue  # not an image-delivery protocol
+        if not patchable(link):
+            log.error("image delivery patch NOT applied to %s (trame-vtk %s changed its internals): panes update "
+                      "on trame-vtk's stock 0.5 s re-poll", type(link).__name__, found)
+            continue
+        link.delta_stale_time_before_render = REPOLL_S
+        link.stale_count_limit = MAX_REPOLLS
+        link.render_stale_image = types.MethodType(_render_stale_image, link)
+        tuned += 1
     log.info("image delivery tuned on %d protocol(s): re-poll every %.0f ms", tuned, REPOLL_S * 1000)
     return tuned

@@ -11,6 +11,8 @@ from typing import Any
 from webviewer.app import results
 from webviewer.app.contents import ContentsLogic
 from webviewer.app.i18n import fmt
+from webviewer.app.load_thread import LoadThread
+from webviewer.app.memory import release_memory, render_copy_bytes
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
 from webviewer.errors import WebViewerError
@@ -51,7 +53,7 @@ class LoadLogic:
     """One load (or one compare series) at a time: a second Load while one runs is refused."""
 
     def __init__(self, state: Any, views: ViewLogic, catalog: Any, registry: Any, load_fn: LoadFn,
-                 options_factory: Callable[..., Any]) -> None:
+                 options_factory: Callable[..., Any], load_thread: LoadThread | None = None) -> None:
         self.state = state
         self.views = views
         self.catalog = catalog
@@ -59,6 +61,8 @@ class LoadLogic:
         self.load_fn = load_fn
         self.options_factory = options_factory
         self.contents = ContentsLogic(state, registry)
+        #: None: the load shares the app's loop (tests with fakes); else the engine runs on its own loop
+        self.load_thread = load_thread
         self.task: asyncio.Task | None = None
         self.current_volume: Any = None
         self.current_content_id: str | None = None
@@ -67,6 +71,7 @@ class LoadLogic:
         self._last_state: str | None = None
         self._last_event: Any = None
         self._final_elapsed_s: float | None = None
+        views.busy = lambda: self.running
         #: at most one progressive pane refresh per interval (~2/s)
         self.refresh_interval_s = 0.5
 
@@ -151,6 +156,7 @@ class LoadLogic:
         if refusal is not None:  # before _begin: the state, the views and the contents stay as they were
             self._fail(refusal)
             return False
+        held = self._clear_for_baseline()
         self._begin(mode)
         if network != "unlimited" and not self.catalog.applies_network(ct_id):
             network = "unlimited"  # recorded as what it was: no throttle
@@ -159,7 +165,11 @@ class LoadLogic:
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
         try:
-            result = await self.load_fn(url, mode, options=options, observer=_Observer(self, refresher))
+            observer = _Observer(self, refresher)
+            if self.load_thread is not None:
+                result = await self.load_thread.run(self.load_fn, url, mode, options=options, observer=observer)
+            else:
+                result = await self.load_fn(url, mode, options=options, observer=observer)
         except asyncio.CancelledError:
             await refresher.stop()
             self._restore_views()
@@ -177,8 +187,20 @@ class LoadLogic:
             self._fail(f"{type(exc).__name__}: {exc}")
             return False
         await refresher.stop()
-        self._finish(result, entry, network, refresher, register=register)
+        self._finish(result, entry, network, refresher, register=register, held_bytes=held)
         return True
+
+    def _clear_for_baseline(self) -> int:
+        """Before a load: take the shown volume off the panes (its render copies, and the volume itself when no
+        content holds it) and hand the memory back, so the load's baseline holds nothing it will free.
+
+        Returns the bytes of the volumes still held (the registry's contents): constant during the load."""
+        if self.current_volume is not None:
+            self.views.show_volume(None)
+            if not self.contents.holds(self.current_volume):
+                self.current_volume = None  # a Compare modes run: nothing keeps it
+            release_memory()
+        return self.contents.held_bytes()
 
     def _begin(self, mode: str) -> None:
         self._mode = mode
@@ -264,12 +286,12 @@ class LoadLogic:
 
     def _restore_views(self) -> None:
         """After a cancel or an error, show the last finished volume again (or nothing)."""
-        self.views.show_volume(self.current_volume)
+        self.views.show_volume(self.current_volume, draft_3d=True)
 
     def _finish(self, result: Any, entry: dict[str, Any], network: str, refresher: ProgressiveRefresher,
-                *, register: bool) -> None:
+                *, register: bool, held_bytes: int = 0) -> None:
         self.current_volume = result.volume
-        self.views.show_volume(result.volume, reset=True)
+        self.views.show_volume(result.volume, reset=True, draft_3d=True)
         first = refresher.first_slice_s
         if first is None:  # no progressive preview (Batch, PoC1): the first slice reached the views now
             first = time.perf_counter() - refresher.t0
@@ -278,7 +300,10 @@ class LoadLogic:
             self.current_content_id = getattr(content, "id", result.content_id)
         self._run_counter += 1
         row = results.run_row(result, run=self._run_counter, ct_name=entry.get("name", entry["id"]),
-                              network=network, first_slice_s=first)
+                              network=network, first_slice_s=first, held_bytes=held_bytes,
+                              render_bytes=render_copy_bytes(result.volume))
+        row["progressive"] = {"refreshes": refresher.refreshes, "refreshes_3d": refresher.refreshes_3d,
+                              "render_s": round(refresher.render_s, 3)}
         rows = [*self.state.runs, row]
         self._final_elapsed_s = float(result.metrics.total_s)
         with self.state:  # one flush: "finished" arrives together with its row and timings
@@ -295,6 +320,13 @@ class LoadLogic:
             self.state.first_slice_placed_ms = refresher.first_placed_ms or 0
             self.state.first_slice_pushed_ms = refresher.first_pushed_ms or 0
         self.contents.after_finish(self.current_volume, registered=register and self.registry is not None)
+
+    def close(self) -> None:
+        """Session end: cancel a running load and stop the load thread."""
+        if self.running:
+            self.task.cancel()
+        if self.load_thread is not None:
+            self.load_thread.close()
 
     def refresh_contents(self) -> None:
         """The contents list, what the budget unloaded and the memory line."""

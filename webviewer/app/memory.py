@@ -65,13 +65,13 @@ class MemoryAccount:
         and that volume itself when it is not registered (a Compare modes run). The renderer's caches are a
         fixed cost of the session, like the baseline, and are not charged to the contents."""
         extra = render_copy_bytes(current_volume)
-        if current_volume is not None and not _registered(registry, current_volume):
+        if current_volume is not None and not is_registered(registry, current_volume):
             extra += int(current_volume.nbytes)
         return extra
 
     def figures(self, registry: Any, current_volume: Any) -> dict[str, float]:
         """MB figures: contents, render copies, accounted total (baseline and caches included), RSS."""
-        contents = sum(_nbytes(c) for c in registry.list()) if registry is not None else 0
+        contents = held_volume_bytes(registry)
         extra = self.extra_bytes(registry, current_volume)
         rss = current_rss()
         total = self.baseline_bytes + self.caches_bytes + contents + extra
@@ -85,5 +85,11 @@ def _nbytes(content: Any) -> int:
     return int(vol.nbytes) if vol is not None else 0
 
 
-def _registered(registry: Any, volume: Any) -> bool:
+def held_volume_bytes(registry: Any) -> int:
+    """Bytes of the volumes the registry's contents hold (0 without a registry)."""
+    return sum(_nbytes(c) for c in registry.list()) if registry is not None else 0
+
+
+def is_registered(registry: Any, volume: Any) -> bool:
+    """True when one of the registry's contents holds ``volume``."""
     return registry is not None and any(getattr(c, "volume", None) is volume for c in registry.list())

@@ -21,6 +21,12 @@ class ViewLogic:
         self.renderer = renderer
         self.views: dict[str, Any] = {}
         self._syncing = False
+        #: seconds without a load before the 3D pane's full-quality frame is rendered
+        self.upgrade_delay_s = 2.0
+        #: returns True while a load runs (set by the app); the full-quality 3D frame waits for it to end
+        self.busy: Callable[[], bool] = lambda: False
+        self.upgrades = 0
+        self._upgrade: asyncio.TimerHandle | None = None
         if hasattr(renderer, "on_change"):
             renderer.on_change = self._on_renderer_change
 
@@ -35,12 +41,41 @@ class ViewLogic:
                 view.update()
 
     # -- volume -----------------------------------------------------------------------------------------
-    def show_volume(self, volume: Any, *, reset: bool = True) -> None:
-        """Show a finished volume (or None) in every pane."""
+    def show_volume(self, volume: Any, *, reset: bool = True, draft_3d: bool = False) -> None:
+        """Show a finished volume (or None) in every pane.
+
+        ``draft_3d``: the 3D pane first shows its draft quality (~0.1 s) and renders its full quality
+        (shading gradients, 1-3 s holding the GIL) only once the session is idle (:meth:`upgrade_3d_when_idle`)."""
+        self._cancel_upgrade()
         self.renderer.set_volume(volume, reset=reset)
+        draft = draft_3d and volume is not None and hasattr(self.renderer, "set_fast_3d")
+        if draft:
+            self.renderer.set_fast_3d(True)
         self.apply_presets()
         self.sync_state(has_volume=volume is not None)
         self.push()
+        if draft:
+            self.upgrade_3d_when_idle()
+
+    def upgrade_3d_when_idle(self) -> None:
+        """Render the 3D pane at full quality after ``upgrade_delay_s`` without a load (re-armed while one runs)."""
+        self._cancel_upgrade()
+        self._upgrade = asyncio.get_running_loop().call_later(self.upgrade_delay_s, self._upgrade_3d)
+
+    def _upgrade_3d(self) -> None:
+        self._upgrade = None
+        if self.busy():
+            self.upgrade_3d_when_idle()
+            return
+        if getattr(self.renderer, "fast_3d", False) and self.state.has_volume:
+            self.renderer.set_fast_3d(False)
+            self.upgrades += 1
+            self.push(("3d",))
+
+    def _cancel_upgrade(self) -> None:
+        if self._upgrade is not None:
+            self._upgrade.cancel()
+            self._upgrade = None
 
     def show_preview(self, volume: Any, *, first: bool) -> None:
         """Show a partial volume while it fills: the axial pane at the middle placed slice."""
@@ -119,19 +154,36 @@ def _has_3d_labels(renderer: Any) -> bool:
 
 
 class ProgressiveRefresher:
-    """Refreshes the panes from a filling SliceBuffer: the first slice at once, then at most every ``interval``."""
+    """Refreshes the panes from a filling SliceBuffer: the first slice at once, then never more often than the
+    load can afford.
 
-    def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter):
+    VTK renders hold the GIL, so every progressive frame slows the load down. The refresher measures what its
+    renders cost and keeps them under ``max_duty`` of the wall time, half for the 2D panes and half for the 3D
+    pane: after 2D renders that took ``c`` seconds the next refresh waits ``max(interval_s, c / (max_duty / 2))``.
+    The first refresh shows the axial pane alone (the first frames of a pane build its pipeline: measured 0.5-0.9 s
+    for all four panes under load); the next adds the other panes, the 3D pane (90-150 ms a frame on llvmpipe,
+    coarse and unshaded while loading) then only when its own cost fits its half.
+    """
+
+    def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
+                 max_duty: float = 0.1):
         self.views = views
         self.interval_s = interval_s
+        self.max_duty = max_duty
         self.clock = clock
         self.t0 = clock()
         self.first_slice_s: float | None = None
         self.first_placed_ms: float | None = None
         self.first_pushed_ms: float | None = None
         self.refreshes = 0
+        self.refreshes_3d = 0
+        #: seconds of rendering spent by the progressive refreshes (for the results' details and the tests)
+        self.render_s = 0.0
         self._buffer: Any = None
         self._last = float("-inf")
+        self._gap = interval_s
+        self._last_3d = float("-inf")
+        self._gap_3d = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._stopped = False
@@ -141,14 +193,14 @@ class ProgressiveRefresher:
 
     def on_buffer(self, buffer: Any, placed: int = 1) -> None:
         """Called by the load observer whenever slices were placed."""
-        if self._stopped or placed <= 0:
+        if self._stopped or placed <= 0 or self.interval_s <= 0:  # interval 0: no progressive display
             return
         self._buffer = buffer
         if self.first_placed_ms is None:
             self.first_placed_ms = time.time() * 1000.0
         if self._handle is not None or (self._task is not None and not self._task.done()):
             return  # a refresh is already due; it will show the newest slices
-        delay = max(0.0, self._last + self.interval_s - self.clock())
+        delay = max(0.0, self._last + self._gap - self.clock())
         loop = asyncio.get_running_loop()
         self._handle = loop.call_later(delay, self._spawn)
 
@@ -157,32 +209,52 @@ class ProgressiveRefresher:
         if not self._stopped:
             self._task = asyncio.ensure_future(self._refresh())
 
+    def _push(self, panes: tuple[str, ...]) -> float:
+        t = self.clock()
+        self.views.push(panes)
+        spent = self.clock() - t
+        self.render_s += spent
+        return spent
+
     async def _refresh(self) -> None:
         await asyncio.sleep(0.01)  # let pending state updates leave before the blocking render
         if self._stopped or self._buffer is None:
             return
+        t = self.clock()
         volume = self._buffer.preview_volume()
         if volume is None:
             return
         first = self.refreshes == 0
         self.views.show_preview(volume, first=first)
+        cost = self.clock() - t
         await asyncio.sleep(0)  # slice numbers out first
-        self.views.push(("axial",))
+        cost += self._push(("axial",))
         if first:
             self.first_slice_s = self.clock() - self.t0
             self.first_pushed_ms = time.time() * 1000.0
         # yield between panes: trame-vtk re-polls a still-encoding image on the loop, so the axial picture
-        # leaves before the slower panes (3D) are rendered
+        # leaves before the slower panes
+        if first:  # the first frames build every pane's pipeline: the axial image alone, the rest when affordable
+            self._finish_refresh(cost)
+            return
         await asyncio.sleep(0.03)
         if self._stopped:
             return
-        self.views.push(("sagittal", "coronal"))
-        await asyncio.sleep(0.03)
-        if self._stopped:
-            return
-        self.views.push(("3d",))
+        cost += self._push(("sagittal", "coronal"))
+        if self.clock() - self._last_3d >= self._gap_3d:
+            await asyncio.sleep(0.03)
+            if self._stopped:
+                return
+            cost_3d = self._push(("3d",))
+            self.refreshes_3d += 1
+            self._last_3d = self.clock()
+            self._gap_3d = cost_3d / (self.max_duty / 2)
+        self._finish_refresh(cost)
+
+    def _finish_refresh(self, cost: float) -> None:
         self.refreshes += 1
         self._last = self.clock()
+        self._gap = max(self.interval_s, cost / (self.max_duty / 2))
 
     async def stop(self) -> None:
         """No more refreshes; wait for one in flight."""
