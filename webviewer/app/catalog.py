@@ -58,6 +58,10 @@ class CatalogSource:
         """Whether the network profile throttles this CT's download (our CT API does)."""
         return True
 
+    def load_options(self, ct_id: str | None) -> dict[str, Any]:
+        """Extra LoadOptions for an entry: none for the CT API."""
+        return {}
+
     def archive_url(self, ct_id: str, network: str) -> str:
         """The archive URL for a known catalog id and a known network profile; anything else is refused."""
         if self.get(ct_id) is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from webviewer.app.i18n import fmt
 from webviewer.app.memory import MemoryAccount, held_volume_bytes, is_registered, release_memory
+from webviewer.app.ports import Registry
 from webviewer.errors import WebViewerError
 from webviewer.loading.budget import (
     BudgetExceededError,
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class ContentsLogic:
     """Budget decisions for one session (the registry holds the contents, the account measures memory)."""
 
-    def __init__(self, state: Any, registry: Any, account: MemoryAccount | None = None) -> None:
+    def __init__(self, state: Any, registry: Registry, account: MemoryAccount | None = None) -> None:
         self.state = state
         self.registry = registry
         self.account = account or MemoryAccount()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from webviewer.app.catalog import CatalogSource, ct_item
 from webviewer.app.guard import guard_rpcs
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.loader import LoadLogic, steps_for
+from webviewer.app.ports import Catalog, LoadFn, Registry, Renderer
 from webviewer.app.state import (
     NETWORKS,
     SLICE_PANES,
@@ -77,8 +79,9 @@ def _default_options(**kwargs: Any) -> Any:
 class WebViewerApp(TrameApp):
     """The PoC tab as a trame app. Every collaborator can be injected (tests pass fakes)."""
 
-    def __init__(self, server: Any = None, *, catalog_source: CatalogSource, api_catalog: Any = None,
-                 renderer: Any = None, registry: Any = None, load_fn: Any = None, options_factory: Any = None,
+    def __init__(self, server: Any = None, *, catalog_source: Catalog, api_catalog: Any = None,
+                 renderer: Renderer | None = None, registry: Registry | None = None, load_fn: LoadFn | None = None,
+                 options_factory: Callable[..., Any] | None = None,
                  memory_poll_s: float = 1.0, progressive_interval_s: float | None = None,
                  threaded_load: bool | None = None) -> None:
         super().__init__(server, client_type="vue3")

@@ -13,6 +13,7 @@ from webviewer.app.contents import ContentsLogic
 from webviewer.app.i18n import fmt
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.memory import release_memory, render_copy_bytes
+from webviewer.app.ports import Catalog, LoadFn, Registry
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
 from webviewer.errors import WebViewerError
@@ -21,7 +22,6 @@ from webviewer.units import MB
 
 log = logging.getLogger(__name__)
 
-LoadFn = Callable[..., Awaitable[Any]]
 
 
 def steps_for(mode: str, t: dict[str, str], current: str | None = None) -> tuple[list[dict[str, Any]], int]:
@@ -52,7 +52,7 @@ class _Observer(LoadObserver):
 class LoadLogic:
     """One load (or one compare series) at a time: a second Load while one runs is refused."""
 
-    def __init__(self, state: Any, views: ViewLogic, catalog: Any, registry: Any, load_fn: LoadFn,
+    def __init__(self, state: Any, views: ViewLogic, catalog: Catalog, registry: Registry, load_fn: LoadFn,
                  options_factory: Callable[..., Any], load_thread: LoadThread | None = None) -> None:
         self.state = state
         self.views = views
@@ -148,8 +148,7 @@ class LoadLogic:
         except (KeyError, ValueError, RuntimeError) as exc:
             self._fail(str(exc))
             return False
-        extra = getattr(self.catalog, "load_options", None)  # Orthanc: server-side credentials
-        kwargs = dict(extra(ct_id)) if extra else {}
+        kwargs = dict(self.catalog.load_options(ct_id))  # Orthanc: server-side credentials
         kwargs.update(self.contents.limits_kwargs(kwargs))  # the budget as the engine's volume limit
         options = self.options_factory(expected_slices=entry.get("slices"), name=entry.get("name"), **kwargs)
         refusal = await self.contents.admit(entry, url, mode, options, self.current_volume)

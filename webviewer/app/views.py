@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from webviewer.app.ports import Renderer
 from webviewer.app.state import PANES, SLICE_PANES
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 class ViewLogic:
     """Owns the renderer and the remote views; every VTK call stays on the event-loop thread."""
 
-    def __init__(self, state: Any, renderer: Any) -> None:
+    def __init__(self, state: Any, renderer: Renderer) -> None:
         self.state = state
         self.renderer = renderer
         self.views: dict[str, Any] = {}
