@@ -19,11 +19,10 @@ from collections.abc import Callable
 import numpy as np
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID
 
 from webviewer.errors import DicomError
 from webviewer.loading.dicom.header import SliceHeader
-from webviewer.loading.dicom.hu import _PREFERRED_PLUGINS
+from webviewer.loading.dicom.hu import decode_with_plugins
 from webviewer.loading.dicom.multiframe import FrameSet, check_frame_volume, read_frame_set
 from webviewer.loading.dicom.scan import EXPLICIT_VR_LE, _scan, _Truncated, _Unsupported
 
@@ -249,20 +248,10 @@ def decode_frame(header: SliceHeader, compressed: bytes) -> tuple[SliceHeader, n
         "pixel_representation": header.pixel_representation, "photometric_interpretation": "MONOCHROME2",
         "planar_configuration": 0,
     }
-    plugin = _PREFERRED_PLUGINS.get(ts, "")
     src = encapsulate([compressed])
-    try:
-        try:
-            arr, _ = get_decoder(ts).as_array(src, decoding_plugin=plugin, **opts)
-        except Exception:
-            if not plugin:
-                raise
-            arr, _ = get_decoder(ts).as_array(src, **opts)
-    except Exception as exc:
-        raise DicomError(
-            f"{header.name}: cannot decode {UID(ts).name} frame ({exc}). Install the pylibjpeg/pyjpegls plugins "
-            "or export the study uncompressed."
-        ) from exc
+    arr = decode_with_plugins(
+        header, lambda plugin: get_decoder(ts).as_array(src, decoding_plugin=plugin, **opts)[0], "frame"
+    )
     if arr.shape != (header.rows, header.columns):
         raise DicomError(f"{header.name}: decoded {arr.shape}, expected ({header.rows}, {header.columns}).")
     arr = np.ascontiguousarray(arr, dtype=want)

@@ -8,6 +8,7 @@ caller's slot; compressed syntaxes (RLE, JPEG Lossless, JPEG-LS, JPEG 2000) are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from pydicom.uid import UID
@@ -32,6 +33,30 @@ _PREFERRED_PLUGINS = {
 _NOT_DECODER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
+def decode_with_plugins(header: SliceHeader, decode: Callable[[str], np.ndarray], what: str) -> np.ndarray:
+    """``decode(plugin)`` with the preferred plugin for the syntax, then with any; a failure is a DicomError.
+
+    Everything a decoder raises is its failure, a Rust decoder's panic (pyo3's PanicException, a BaseException)
+    included, except the interpreter's own KeyboardInterrupt, SystemExit and GeneratorExit.
+    """
+    plugin = _PREFERRED_PLUGINS.get(header.transfer_syntax, "")
+    try:
+        try:
+            return decode(plugin)
+        except BaseException as exc:
+            if not plugin or isinstance(exc, _NOT_DECODER_ERRORS):
+                raise
+            log.debug("%s: plugin %s failed, trying the others", header.name, plugin)
+            return decode("")
+    except BaseException as exc:
+        if isinstance(exc, _NOT_DECODER_ERRORS):
+            raise
+        raise DicomError(
+            f"{header.name}: cannot decode {UID(header.transfer_syntax).name} {what} ({exc}). "
+            "Install the pylibjpeg/pyjpegls plugins or export the study uncompressed."
+        ) from exc
+
+
 class HUOverflow(ControlSignal, ValueError):  # noqa: N818
     """This slice's HU do not fit the int16 ``out``: promote the volume to float32 and decode again."""
 
@@ -50,24 +75,12 @@ def stored_pixels(data: bytes, header: SliceHeader) -> np.ndarray:
             data, dtype=dtype, count=header.rows * header.columns, offset=header.pixel_offset
         ).reshape(header.rows, header.columns)
     ds = _full(header.name, data)
-    plugin = _PREFERRED_PLUGINS.get(header.transfer_syntax, "")
-    try:
-        try:
-            ds.pixel_array_options(decoding_plugin=plugin)
-            arr = ds.pixel_array
-        except BaseException as exc:
-            if not plugin or isinstance(exc, _NOT_DECODER_ERRORS):
-                raise
-            log.debug("%s: plugin %s failed, trying the others", header.name, plugin)
-            ds.pixel_array_options(decoding_plugin="")
-            arr = ds.pixel_array
-    except BaseException as exc:  # a Rust decoder's panic (pyo3 PanicException) is a BaseException
-        if isinstance(exc, _NOT_DECODER_ERRORS):
-            raise
-        raise DicomError(
-            f"{header.name}: cannot decode {UID(header.transfer_syntax).name} pixel data ({exc}). "
-            "Install the pylibjpeg/pyjpegls plugins or export the study uncompressed."
-        ) from exc
+
+    def decode(plugin: str) -> np.ndarray:
+        ds.pixel_array_options(decoding_plugin=plugin)
+        return ds.pixel_array
+
+    arr = decode_with_plugins(header, decode, "pixel data")
     if arr.shape != (header.rows, header.columns):
         raise DicomError(f"{header.name}: decoded {arr.shape}, expected ({header.rows}, {header.columns}).")
     return arr
