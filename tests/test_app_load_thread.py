@@ -58,18 +58,26 @@ async def test_an_engine_error_reaches_the_caller(load_thread):
     assert await load_thread.run(fake_load, "u", "batch", observer=Recorder(), seen={}) == "u:batch"
 
 
-async def test_cancel_cancels_the_load_and_waits_for_its_cleanup(load_thread):
-    started = threading.Event()
-    cleaned = threading.Event()
+class EndlessLoad:
+    """A load that runs until cancelled; ``started`` and ``cleaned`` tell the test where it is."""
 
-    async def endless(url, mode, *, observer=None):
-        started.set()
+    def __init__(self, cleanup_s: float = 0.0) -> None:
+        self.started, self.cleaned = threading.Event(), threading.Event()
+        self.cleanup_s = cleanup_s
+
+    async def __call__(self, url, mode, *, observer=None):
+        self.started.set()
         try:
             await asyncio.Event().wait()
         finally:
-            await asyncio.sleep(0.05)  # the engine's cleanup takes a moment
-            cleaned.set()
+            if self.cleanup_s:
+                await asyncio.sleep(self.cleanup_s)  # the engine's cleanup takes a moment
+            self.cleaned.set()
 
+
+async def test_cancel_cancels_the_load_and_waits_for_its_cleanup(load_thread):
+    endless = EndlessLoad(cleanup_s=0.05)
+    started, cleaned = endless.started, endless.cleaned
     task = asyncio.ensure_future(load_thread.run(endless, "u", "batch"))
     await asyncio.to_thread(started.wait)
     task.cancel()
@@ -80,16 +88,8 @@ async def test_cancel_cancels_the_load_and_waits_for_its_cleanup(load_thread):
 
 async def test_close_cancels_a_running_load_and_stops_the_thread():
     lt = LoadThread(name="test-load-close")
-    started = threading.Event()
-    cleaned = threading.Event()
-
-    async def endless(url, mode, *, observer=None):
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaned.set()
-
+    endless = EndlessLoad()
+    started, cleaned = endless.started, endless.cleaned
     task = asyncio.ensure_future(lt.run(endless, "u", "batch"))
     await asyncio.to_thread(started.wait)
     await asyncio.to_thread(lt.close)
