@@ -119,3 +119,69 @@ def test_a_protocol_without_the_expected_internals_is_left_stock_and_logged(capl
         assert image_delivery.tune(FakeRoot([link])) == 0
     assert link.delta_stale_time_before_render == 0.5
     assert any("NOT applied" in r.message for r in caplog.records)
+
+
+# -- the quality switch the app makes while a pane is scrolled (trame-vtk's own RPC, on its real class) ---------
+class QualityServer:
+    """trame's server.protocol_call over trame-server's real RPC lookup and trame-vtk's real image delivery."""
+
+    def __init__(self, delivery, state: dict) -> None:
+        from trame_server.protocol import CoreServer
+
+        class Protocol:
+            rpcMethods: dict = {}
+
+            def getLinkProtocols(self):  # noqa: N802 - wslink's name
+                return [delivery]
+
+            getRPCMethod = CoreServer.getRPCMethod  # noqa: N815
+
+        self.protocol = Protocol()
+        self.state = state
+
+    def protocol_call(self, method, *args):
+        obj, func = self.protocol.getRPCMethod(method)
+        return func(obj, *args)
+
+
+def test_set_view_quality_reaches_trame_vtks_real_delivery(monkeypatch):
+    from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
+    from vtkmodules.vtkRenderingCore import vtkRenderWindow
+
+    delivery = mod.vtkWebPublishImageDelivery(decode=False)
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(60, 40)
+    monkeypatch.setattr(delivery, "get_view", lambda view_id: window if view_id == "7" else None)
+    monkeypatch.setattr(delivery, "get_global_id", lambda view: 7)
+    delivery.tracking_views["7"] = {"enabled": True, "mtime": 0, "quality": 90, "ratio": 1, "originalSize": [60, 40]}
+    server = QualityServer(delivery, {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"})
+    assert image_delivery.set_view_quality(server, "axial", image_delivery.INTERACTIVE_QUALITY)
+    assert delivery.tracking_views["7"]["quality"] == image_delivery.INTERACTIVE_QUALITY
+    assert delivery.tracking_views["7"]["ratio"] == 1.0 and tuple(window.GetSize()) == (60, 40)
+    assert image_delivery.set_view_quality(server, "axial", image_delivery.STILL_QUALITY)
+    assert delivery.tracking_views["7"]["quality"] == image_delivery.STILL_QUALITY
+
+
+def test_set_view_quality_before_a_browser_subscribed_changes_nothing(monkeypatch):
+    from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
+
+    delivery = mod.vtkWebPublishImageDelivery(decode=False)
+    monkeypatch.setattr(delivery, "get_view", lambda view_id: object())
+    monkeypatch.setattr(delivery, "get_global_id", lambda view: 7)
+    server = QualityServer(delivery, {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"})
+    assert image_delivery.set_view_quality(server, "axial", 50) is False
+    assert image_delivery.set_view_quality(None, "axial", 50) is False
+
+
+def test_a_trame_vtk_without_the_quality_rpc_is_logged_as_an_error(caplog):
+    class NoRpc:
+        protocol = object()
+        state = {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"}
+
+        def protocol_call(self, method, *args):
+            return None  # trame's answer for an RPC name nobody registered
+
+    with caplog.at_level("ERROR", logger="webviewer.app.image_delivery"):
+        assert image_delivery.set_view_quality(NoRpc(), "axial", 50) is False
+    assert "no viewport.image.push.quality RPC" in caplog.text

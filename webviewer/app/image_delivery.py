@@ -10,6 +10,10 @@ things are changed here, on the protocol instance only:
   ``delta < interval``, so a second re-poll that comes back stale is dropped and the pane keeps its old
   picture until the next push. With a 20 ms interval that happens often on a busy machine.
 
+``set_view_quality`` switches a view's JPEG quality for its next pushes through trame-vtk's own
+``viewport.image.push.quality`` RPC (``vtkWebPublishImageDelivery.set_view_quality(view_id, quality, ratio)``),
+what the browser side calls when it animates a view; the app uses it while a slider or wheel scrolls a pane.
+
 The replacement relies on trame-vtk's internals (``push_render``, ``stale_handler_count``, ``last_stale_time``,
 ``stale_count_limit``): checked on trame-vtk 2.11.17 (``TESTED_TRAME_VTK``, pinned in pyproject.toml) and tested
 against its real ``vtkWebPublishImageDelivery``. Another version, or a protocol without those members, is
@@ -30,6 +34,12 @@ REPOLL_S = 0.02
 MAX_REPOLLS = 50  # 1 s of polling at most, then the stock behaviour (the next push) takes over
 #: the trame-vtk minor version whose image delivery this patch was written and tested against
 TESTED_TRAME_VTK = "2.11"
+#: ``ref`` of the pane's VtkRemoteView; trame-vtk keeps the view's id in state under ``ref + "Id"``
+VIEW_REF = "view_{pane}"
+#: JPEG quality while a pane is scrolled or dragged, and of its still frames (trame-slicer: 50 / 90)
+INTERACTIVE_QUALITY = 50
+STILL_QUALITY = 90
+QUALITY_RPC = "viewport.image.push.quality"
 _NEEDED = ("delta_stale_time_before_render", "stale_count_limit", "stale_handler_count", "last_stale_time",
            "push_render", "render_stale_image")
 
@@ -82,3 +92,26 @@ def tune(root_protocol: Any) -> int:
         tuned += 1
     log.info("image delivery tuned on %d protocol(s): re-poll every %.0f ms", tuned, REPOLL_S * 1000)
     return tuned
+
+
+def set_view_quality(server: Any, pane: str, quality: int, ratio: float = 1.0) -> bool:
+    """Set the JPEG quality (and size ratio) of a pane's next pushes; False (logged) when trame-vtk refused.
+
+    Before a browser subscribed to the view, trame-vtk answers with an error: nothing to change then."""
+    if server is None or not getattr(server, "protocol", None):
+        return False
+    view_id = server.state[VIEW_REF.format(pane=pane) + "Id"]
+    try:
+        reply = server.protocol_call(QUALITY_RPC, view_id, int(quality), float(ratio))
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("image quality of pane %s not set: trame-vtk %s refused %s (%s)", pane, trame_vtk_version(),
+                  QUALITY_RPC, exc)
+        return False
+    if reply is None:
+        log.error("image quality of pane %s not set: trame-vtk %s has no %s RPC", pane, trame_vtk_version(),
+                  QUALITY_RPC)
+        return False
+    if isinstance(reply, dict) and "error" in reply:
+        log.debug("image quality of pane %s not set yet: %s", pane, reply["error"])
+        return False
+    return True

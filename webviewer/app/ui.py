@@ -13,6 +13,7 @@ from trame.widgets import client, html, plotly
 from trame.widgets import vtk as vtk_widgets
 from trame.widgets import vuetify3 as v3
 
+from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, VIEW_REF
 from webviewer.app.state import MODES, VR_PRESETS, WL_PRESETS
 
 CSS = """
@@ -178,9 +179,11 @@ def _pane(pane: str, render_window: Any) -> Any:
             html.Div("{{ t.no_volume }}", v_if="!has_volume", classes="wv-empty")
             # while the mouse rotates the 3D pane: half-size frames at JPEG quality 50 (4x fewer rays on the CPU
             # ray caster; trame-slicer also drops to quality 50 while interacting); the still frame is full size
-            view = vtk_widgets.VtkRemoteView(render_window, ref=f"view_{pane}",
+            # (the 2D panes' quality while a slider or wheel scrolls them is switched by the app: FramePacer)
+            view = vtk_widgets.VtkRemoteView(render_window, ref=VIEW_REF.format(pane=pane),
                                              interactive_ratio=0.5 if pane == "3d" else 1,
-                                             interactive_quality=50 if pane == "3d" else 70, still_quality=90)
+                                             interactive_quality=INTERACTIVE_QUALITY if pane == "3d" else 70,
+                                             still_quality=STILL_QUALITY)
         with html.Div(classes="wv-footer"):
             if pane == "3d":
                 v3.VSelect(v_model=("vr_preset",), items=(list(VR_PRESETS),), density="compact",

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from webviewer.app.frames import FramePacer
+from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, set_view_quality
 from webviewer.app.ports import Renderer
 from webviewer.app.state import PANES, SLICE_PANES
 
@@ -28,18 +30,40 @@ class ViewLogic:
         self.busy: Callable[[], bool] = lambda: False
         self.upgrades = 0
         self._upgrade: asyncio.TimerHandle | None = None
+        #: slider and wheel steps: one pane per step, stale frames dropped, full quality when the scrolling stops
+        self.pacer = FramePacer(self._push_pane, self._set_quality)
         if hasattr(renderer, "on_change"):
             renderer.on_change = self._on_renderer_change
 
     # -- images -----------------------------------------------------------------------------------------
     def push(self, panes: tuple[str, ...] | list[str] | None = None) -> None:
-        """Render the given panes (all by default) and send their images to the browser."""
-        for pane in panes or PANES:
-            view = self.views.get(pane)
-            if view is not None:
-                # trame renders the window and encodes the image; each pane's StartEvent hook brings its
-                # pipeline (3D input, clipping range) up to date first
-                view.update()
+        """Render the given panes (all by default) now and send their images to the browser."""
+        panes = list(panes or PANES)
+        self.pacer.rendered(panes)  # a frame of them still waiting in the pacer would be stale
+        for pane in panes:
+            self._push_pane(pane)
+
+    def _push_pane(self, pane: str) -> None:
+        view = self.views.get(pane)
+        if view is not None:
+            # trame renders the window and encodes the image; each pane's StartEvent hook brings its
+            # pipeline (3D input, clipping range) up to date first
+            view.update()
+
+    def _set_quality(self, pane: str, interactive: bool) -> None:
+        view = self.views.get(pane)
+        if view is not None:
+            set_view_quality(getattr(view, "server", None), pane, INTERACTIVE_QUALITY if interactive else STILL_QUALITY)
+
+    def scroll(self, pane: str) -> None:
+        """One step of scrolling a 2D pane: its frame at interactive quality as soon as one can be made (steps in
+        between are merged), the other 2D panes' crosshairs and its full-quality frame when the scrolling stops."""
+        self.pacer.request((pane,), interactive=True, deferred=[p for p in SLICE_PANES if p != pane])
+
+    @property
+    def interacting(self) -> bool:
+        """True while the user scrolls or drags a 2D pane (the progressive refresh leaves the 3D pane alone)."""
+        return self.pacer.active
 
     # -- volume -----------------------------------------------------------------------------------------
     def show_volume(self, volume: Any, *, reset: bool = True, draft_3d: bool = False) -> None:
@@ -126,7 +150,7 @@ class ViewLogic:
         if self._syncing or not self.state.has_volume:
             return
         self.renderer.set_slice(pane, int(index))
-        self.push(SLICE_PANES)
+        self.scroll(pane)
 
     def set_window_preset(self, name: str) -> None:
         self.renderer.set_window_preset(name)
@@ -141,9 +165,19 @@ class ViewLogic:
             self.push(("3d",))
 
     def _on_renderer_change(self, kind: str) -> None:
-        """Interaction in a pane moved the cursor/slices or the window: sync state, refresh the 2D panes."""
+        """The mouse changed something in a pane: sync state; re-render what changed.
+
+        ``slice`` (wheel): that pane as a scroll step; ``window`` (drag): the three 2D panes at interactive quality;
+        ``cursor`` (click): the three 2D panes; ``camera`` (a rotate, pan or zoom ended): the remote view already
+        sent that pane's frame, only its orientation letters change."""
         self.sync_state()
-        self.push(SLICE_PANES)
+        pane = getattr(self.renderer, "changed_pane", None)
+        if kind == "slice" and pane in SLICE_PANES:
+            self.scroll(pane)
+        elif kind == "window":
+            self.pacer.request(SLICE_PANES, interactive=True)
+        elif kind != "camera":
+            self.pacer.request(SLICE_PANES)
 
 
 def _has_3d_labels(renderer: Any) -> bool:
@@ -242,7 +276,8 @@ class ProgressiveRefresher:
         if self._stopped:
             return
         cost += self._push(("sagittal", "coronal"))
-        if self.clock() - self._last_3d >= self._gap_3d:
+        # while the user scrolls a 2D pane the 3D frame (10x a 2D one) waits: the scrolled pane keeps its pace
+        if self.clock() - self._last_3d >= self._gap_3d and not getattr(self.views, "interacting", False):
             await asyncio.sleep(0.03)
             if self._stopped:
                 return

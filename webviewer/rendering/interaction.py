@@ -25,7 +25,7 @@ class InteractionTarget(Protocol):
 
     def set_cursor(self, ijk: tuple[float, float, float]) -> None: ...
 
-    def notify(self, kind: str) -> None: ...
+    def notify(self, kind: str, pane: str | None = None) -> None: ...
 
 #: pixels the pointer may move between press and release and still count as a click
 CLICK_TOLERANCE_PX = 3
@@ -80,7 +80,7 @@ class _SliceMouse:
         scale = 2.0 * max(width0, 100.0)
         self.renderer.set_window_level(width0 + (x - x0) / max(w, 1) * scale,
                                        level0 + (y - y0) / max(h, 1) * scale)
-        self.renderer.notify("window")
+        self.renderer.notify("window", self.view.name)
 
     def release(self, *_: Any) -> None:
         mode, self.drag["mode"] = self.drag["mode"], None
@@ -92,14 +92,14 @@ class _SliceMouse:
             x, y = self.iren.GetEventPosition()
             point = self.view.display_to_plane(x, y)
             renderer.set_cursor(renderer.geometry.to_ijk(point))
-            renderer.notify("cursor")
+            renderer.notify("cursor", self.view.name)
 
     def wheel(self, step: int) -> None:
         if self.renderer.geometry is None:
             return
         index, _count = self.renderer.slice_info(self.view.name)
         self.renderer.set_slice(self.view.name, index + step)
-        self.renderer.notify("slice")
+        self.renderer.notify("slice", self.view.name)
 
     def camera_button_up(self, default: Any) -> None:
         default()

@@ -38,8 +38,9 @@ class FourPaneRenderer:
       ctrl-left = spin. In the 3D pane: trackball rotate/pan/zoom at ~10 fps level of detail.
     - ``on_change(kind)`` fires only for changes made by the mouse: ``"window"`` (each drag step),
       ``"cursor"`` (click: the other 2D panes moved), ``"slice"`` (wheel) and ``"camera"`` (a rotate, pan or
-      zoom ended). The app then syncs its state and re-renders the panes it shows: all 2D panes for
-      window/cursor/slice (crosshairs move too); for camera, only the letters of that pane changed.
+      zoom ended); ``changed_pane`` names the pane. The app then syncs its state and re-renders what changed:
+      the wheeled pane for slice (the crosshairs of the others when the wheel stops), all 2D panes for
+      window/cursor; for camera, only the letters of that pane changed.
     """
 
     PANES = ("axial", "3d", "sagittal", "coronal")
@@ -65,6 +66,8 @@ class FourPaneRenderer:
             bind_slice_interaction(self, view)
         self.volume_view.style.AddObserver("EndInteractionEvent", lambda *_: self.notify("camera"))
         self.on_change: Callable[[str], None] | None = None
+        #: the pane of the last mouse change (``None``: not one pane's), read by ``on_change``
+        self.changed_pane: str | None = None
         self.volume = None
         self.geometry: VolumeGeometry | None = None
         self._image = None
@@ -309,8 +312,9 @@ class FourPaneRenderer:
             view.finalize()
 
     # ----------------------------------------------------------------- interaction
-    def notify(self, kind: str) -> None:
-        """Tell the app (``on_change``) that the mouse changed something."""
+    def notify(self, kind: str, pane: str | None = None) -> None:
+        """Tell the app (``on_change``) that the mouse changed something; ``changed_pane`` says in which pane."""
+        self.changed_pane = pane
         if self.on_change is not None:
             try:
                 self.on_change(kind)
