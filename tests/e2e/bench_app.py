@@ -153,7 +153,7 @@ def fps_while_loading(page, vp: ViewerPage) -> float:
     return n / dt if dt > 0 else float("nan")
 
 
-def run_app(port: int, extra: list[str], rounds: int, interact: bool) -> dict:
+def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tuple[str, ...] = MODES) -> dict:
     proc = start_server(port, extra)
     spy = None
     if os.environ.get("BENCH_PYSPY"):  # profile the app's process: collapsed stacks for the issue note
@@ -168,7 +168,7 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool) -> dict:
             page.evaluate(WATCH)
             vp.select_ct("seed size")
             vp.select_network("Unlimited")
-            rows = [one_load(page, vp, mode) for _ in range(rounds) for mode in MODES]
+            rows = [one_load(page, vp, mode) for _ in range(rounds) for mode in modes]
             out = {"rows": rows}
             if interact:
                 out["rotate_fps"], out["pane"] = fps_rotate(page, vp)
@@ -224,11 +224,14 @@ def main() -> None:
     ap.add_argument("--progressive", choices=("both", "on", "off"), default="both")
     ap.add_argument("--port", type=int, default=18790)
     ap.add_argument("--json", default=None, help="write the raw figures here")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="modes of the timed loads (e.g. stream-dicom with --rounds 1 for the interaction figures)")
     args = ap.parse_args()
     print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     on = off = None
     if args.progressive in ("both", "on"):
-        on = run_app(args.port, [], args.rounds, interact=True)
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        on = run_app(args.port, [], args.rounds, interact=True, modes=modes)
     if args.progressive in ("both", "off"):
         off = run_app(args.port + 1, ["--progressive-interval-s", "0"], args.rounds, interact=on is None)
     if args.json:

@@ -9,8 +9,8 @@ four ``webviewer.rendering`` panes at 600x450 CSS px each, shown either by ``Vtk
 and its image-delivery patch) or by ``RemoteControlledArea`` (turbo-jpeg, 30 fps, quality 50 while interacting,
 90 still: trame-slicer's settings). Chromium then rotates the 3D pane with the mouse and scrolls the axial pane
 with the wheel; a frame is an ``<img>`` ``load`` event in the pane (frames that reached the browser, not
-renders). A wheel step re-renders the panes the app re-renders (``--scroll-panes``: ``all2d`` as the app did
-before issue 11b, ``one`` as it does now). The variants are interleaved and each runs ``--runs`` times; medians.
+renders). A wheel step re-renders (``--scroll-panes``) the three 2D panes at once (``all2d``, the app before
+issue 11b), the wheeled pane at once (``one``) or what the app's FramePacer asks for (``paced``, the app now). The variants are interleaved and each runs ``--runs`` times; medians.
 """
 
 from __future__ import annotations
@@ -72,7 +72,13 @@ def serve(variant: str, port: int, ct: str, scroll_panes: str) -> None:
                 updaters[pane] = (_remote_pane if variant == "remote" else _rca_pane)(
                     server, pane, renderer.render_windows[pane])
 
+    pacer = _pacer(server, variant, updaters)
+
     def on_change(kind: str) -> None:
+        if kind == "slice" and scroll_panes == "paced":  # the app's way (webviewer.app.frames)
+            pane = renderer.changed_pane
+            pacer.request((pane,), interactive=True, deferred=[p for p in updaters if p not in (pane, "3d")])
+            return
         panes = ("axial", "sagittal", "coronal") if kind != "slice" or scroll_panes == "all2d" else ("axial",)
         for pane in panes:
             updaters[pane]()
@@ -89,10 +95,22 @@ def serve(variant: str, port: int, ct: str, scroll_panes: str) -> None:
     server.start(port=port, open_browser=False, show_connection_info=False)
 
 
+def _pacer(server, variant: str, updaters: dict):
+    from webviewer.app.frames import FramePacer
+    from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, set_view_quality
+
+    def quality(pane: str, interactive: bool) -> None:
+        set_view_quality(server, pane, INTERACTIVE_QUALITY if interactive else STILL_QUALITY)
+
+    return FramePacer(lambda pane: updaters[pane](), quality if variant == "remote" else None)
+
+
 def _remote_pane(server, pane: str, window):
     from trame.widgets import vtk as vtk_widgets
 
-    view = vtk_widgets.VtkRemoteView(window, ref=f"view_{pane}", interactive_ratio=0.5 if pane == "3d" else 1,
+    from webviewer.app.image_delivery import VIEW_REF
+
+    view = vtk_widgets.VtkRemoteView(window, ref=VIEW_REF.format(pane=pane), interactive_ratio=0.5 if pane == "3d" else 1,
                                      interactive_quality=50 if pane == "3d" else 70, still_quality=90)
     return view.update
 
@@ -189,11 +207,14 @@ def measure(variant: str, port: int, args: argparse.Namespace) -> dict[str, floa
             settle(page)
             r0, t0 = renders(page), time.time()
             out = {"rotate_fps": rotate_fps(page, args.seconds)}
-            print(f"  {variant} renders/s while rotating: {per_second(renders(page), r0, time.time() - t0)}")
+            print(f"  {variant} renders/s while rotating: {per_second(renders(page), r0, time.time() - t0)}", flush=True)
             settle(page)
             r0, t0 = renders(page), time.time()
             out["scroll_fps"], out["scroll_others_fps"] = scroll_fps(page, args.seconds)
-            print(f"  {variant} renders/s while scrolling: {per_second(renders(page), r0, time.time() - t0)}")
+            print(f"  {variant} renders/s while scrolling: {per_second(renders(page), r0, time.time() - t0)}", flush=True)
+            others = frames(page, "sagittal") + frames(page, "coronal")
+            settle(page)  # the wheel stopped: the crosshair panes' frames (and the still frame) follow
+            out["frames_after_scroll"] = frames(page, "sagittal") + frames(page, "coronal") - others
             browser.close()
         return out
     finally:
@@ -209,7 +230,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--variants", default="remote,rca")
-    ap.add_argument("--scroll-panes", choices=("all2d", "one"), default="all2d")
+    ap.add_argument("--scroll-panes", choices=("all2d", "one", "paced"), default="paced")
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.ct, args.scroll_panes)
