@@ -51,6 +51,27 @@ def test_window_level_preset_changes_the_2d_panes(viewer: ViewerPage):
         viewer.wait_pane_digest(pane, info["digest"])
 
 
+def test_scrolling_a_slider_moves_the_crosshairs_and_ends_on_the_full_quality_frame(viewer: ViewerPage):
+    viewer.load_and_finish(TINY, "stream-dicom")
+    panes = ("axial", "sagittal", "coronal")
+    for pane in panes:
+        viewer.wait_pane_content(pane)
+    before = {pane: viewer.wait_pane_stable(pane) for pane in panes}
+    start = viewer.tid("slice-axial").inner_text()
+    viewer.page.locator('[data-testid="slider-axial"] .v-slider-thumb').focus()
+    for _ in range(5):
+        viewer.page.keyboard.press("ArrowRight")
+    expect(viewer.tid("slice-axial")).not_to_have_text(start)
+    for pane, info in before.items():  # the axial slice, then the other panes' crosshairs when the steps stop
+        viewer.wait_pane_change(pane, info["digest"])
+    for _ in range(5):
+        viewer.page.keyboard.press("ArrowLeft")
+    expect(viewer.tid("slice-axial")).to_have_text(start)
+    # the very pictures of before: the last frames after scrolling are full quality (not the interactive JPEG)
+    for pane, info in before.items():
+        viewer.wait_pane_digest(pane, info["digest"])
+
+
 def test_poc2_stepper_never_shows_decompressing(viewer: ViewerPage):
     viewer.select_ct(TINY)
     viewer.choose_mode("stream-dicom")
