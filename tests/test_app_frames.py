@@ -61,6 +61,27 @@ async def test_a_scroll_step_renders_only_the_scrolled_pane_then_full_quality_an
     assert not pacer.active
 
 
+async def test_the_end_of_an_interaction_waits_while_trame_vtk_would_drop_the_frames():
+    rec = Recorder()
+    held = [True]
+    checks = asyncio.Event()
+
+    def is_held() -> bool:
+        checks.set()
+        return held[0]
+
+    pacer = FramePacer(rec.push, rec.set_quality, min_gap_s=0.0, settle_s=0.01, held=is_held)
+    pacer.request(("axial",), interactive=True, deferred=("coronal",))
+    for _ in range(3):  # the settle comes back while the view still animates
+        checks.clear()
+        await asyncio.wait_for(checks.wait(), timeout=30)
+    assert rec.quality == [("axial", True)] and pacer.active
+    held[0] = False
+    await asyncio.wait_for(rec.still.wait(), timeout=30)
+    await until(lambda: len(rec.pushed) == 3, rec.pushed_event)
+    assert rec.pushed == ["axial", "axial", "coronal"] and not pacer.active
+
+
 async def test_a_pane_rendered_outside_the_pacer_drops_its_waiting_frame():
     rec = Recorder()
     pacer = FramePacer(rec.push, rec.set_quality, settle_s=60)

@@ -185,3 +185,14 @@ def test_a_trame_vtk_without_the_quality_rpc_is_logged_as_an_error(caplog):
     with caplog.at_level("ERROR", logger="webviewer.app.image_delivery"):
         assert image_delivery.set_view_quality(NoRpc(), "axial", 50) is False
     assert "no viewport.image.push.quality RPC" in caplog.text
+
+
+def test_animating_reads_trame_vtks_real_delivery():
+    from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
+
+    delivery = mod.vtkWebPublishImageDelivery(decode=False)
+    server = QualityServer(delivery, {})
+    assert image_delivery.animating(server) is False
+    delivery.views_in_animations.append("7")  # what its start_view_animation does on a mouse down
+    assert image_delivery.animating(server) is True
+    assert image_delivery.animating(None) is False

@@ -49,7 +49,7 @@ def _load_volume(ct: str):
     return asyncio.run(load(ct, "batch")).volume
 
 
-def serve(variant: str, port: int, ct: str, scroll_panes: str) -> None:
+def serve(variant: str, port: int, ct: str, scroll_panes: str, rotate_fps: float | None = None) -> None:
     """The app under test: four panes over one CT, shown by ``variant`` ("remote" or "rca")."""
     from webviewer.runtime import configure_runtime
 
@@ -62,6 +62,8 @@ def serve(variant: str, port: int, ct: str, scroll_panes: str) -> None:
 
     renderer = FourPaneRenderer((PANE_W, PANE_H))
     renderer.set_volume(_load_volume(ct))
+    if rotate_fps:  # the 3D pane's level-of-detail target while rotating (volume_view.INTERACTIVE_FPS)
+        renderer.volume_view.interactor.SetDesiredUpdateRate(rotate_fps)
     server = get_server("bench", client_type="vue3")
     updaters: dict[str, object] = {}
     with DivLayout(server) as layout:
@@ -125,9 +127,9 @@ def _rca_pane(server, pane: str, window):
 
 
 # ------------------------------------------------------------------------------------------- the browser side
-def start(variant: str, port: int, ct: str, scroll_panes: str) -> subprocess.Popen:
-    cmd = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--ct", ct,
-           "--scroll-panes", scroll_panes]
+def start(variant: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--ct", args.ct,
+           "--scroll-panes", args.scroll_panes, *(["--rotate-fps", str(args.rotate_fps)] if args.rotate_fps else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     for _ in range(600):
         try:
@@ -197,7 +199,7 @@ def scroll_fps(page, seconds: float) -> tuple[float, float]:
 def measure(variant: str, port: int, args: argparse.Namespace) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
-    proc = start(variant, port, args.ct, args.scroll_panes)
+    proc = start(variant, port, args)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
@@ -231,9 +233,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--variants", default="remote,rca")
     ap.add_argument("--scroll-panes", choices=("all2d", "one", "paced"), default="paced")
+    ap.add_argument("--rotate-fps", type=float, default=None,
+                    help="the 3D pane's level-of-detail frame rate while rotating (default: the app's)")
     args = ap.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.ct, args.scroll_panes)
+        serve(args.serve, args.port, args.ct, args.scroll_panes, args.rotate_fps)
         return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}

@@ -21,13 +21,15 @@ SETTLE_S = 0.3
 
 class FramePacer:
     """Coalesces pane refreshes into frames: ``push(pane)`` renders and sends a pane, ``quality(pane, interactive)``
-    switches its JPEG quality (``None``: one quality)."""
+    switches its JPEG quality (``None``: one quality), ``held()`` postpones the end of an interaction."""
 
     def __init__(self, push: Callable[[str], None], quality: Callable[[str, bool], None] | None = None, *,
                  min_gap_s: float = MIN_GAP_S, settle_s: float = SETTLE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, held: Callable[[], bool] = lambda: False) -> None:
         self.push = push
         self.quality = quality
+        #: True while the frames would not reach the browser (trame-vtk animates a view): the end waits
+        self.held = held
         self.min_gap_s = min_gap_s
         self.settle_s = settle_s
         self.clock = clock
@@ -100,6 +102,9 @@ class FramePacer:
     def _settle(self) -> None:
         """The interaction ended: full quality back, one frame of every pane it moved or left waiting."""
         self._settle_handle = None
+        if self.held():
+            self._arm_settle()
+            return
         moved = sorted(self.interacting)
         for pane in moved:
             if self.quality is not None:

@@ -115,3 +115,12 @@ def set_view_quality(server: Any, pane: str, quality: int, ratio: float = 1.0) -
         log.debug("image quality of pane %s not set yet: %s", pane, reply["error"])
         return False
     return True
+
+
+def animating(server: Any) -> bool:
+    """True while trame-vtk animates a view (a mouse button or the wheel is down in a pane): its ``push_render``
+    drops every other push meanwhile (``views_in_animations``; absent: False)."""
+    protocol = getattr(server, "protocol", None)
+    if protocol is None:
+        return False
+    return any(getattr(link, "views_in_animations", None) for link in protocol.getLinkProtocols())

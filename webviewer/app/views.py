@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webviewer.app.frames import FramePacer
-from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, set_view_quality
+from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, animating, set_view_quality
 from webviewer.app.ports import Renderer
 from webviewer.app.state import PANES, SLICE_PANES
 
@@ -31,7 +31,7 @@ class ViewLogic:
         self.upgrades = 0
         self._upgrade: asyncio.TimerHandle | None = None
         #: slider and wheel steps: one pane per step, stale frames dropped, full quality when the scrolling stops
-        self.pacer = FramePacer(self._push_pane, self._set_quality)
+        self.pacer = FramePacer(self._push_pane, self._set_quality, held=self._animating)
         if hasattr(renderer, "on_change"):
             renderer.on_change = self._on_renderer_change
 
@@ -54,6 +54,10 @@ class ViewLogic:
         view = self.views.get(pane)
         if view is not None:
             set_view_quality(getattr(view, "server", None), pane, INTERACTIVE_QUALITY if interactive else STILL_QUALITY)
+
+    def _animating(self) -> bool:
+        view = next(iter(self.views.values()), None)
+        return animating(getattr(view, "server", None))
 
     def scroll(self, pane: str) -> None:
         """One step of scrolling a 2D pane: its frame at interactive quality as soon as one can be made (steps in
@@ -137,6 +141,14 @@ class ViewLogic:
         finally:
             self._syncing = False
 
+    def _sync_slice(self, pane: str) -> None:
+        self._syncing = True
+        try:
+            with self.state:
+                self.state[f"slice_{pane}"] = int(self.renderer.slice_info(pane)[0])
+        finally:
+            self._syncing = False
+
     def _wl_text(self) -> str:
         wl = getattr(self.renderer, "window_level", None)
         if callable(wl):
@@ -170,11 +182,13 @@ class ViewLogic:
         ``slice`` (wheel): that pane as a scroll step; ``window`` (drag): the three 2D panes at interactive quality;
         ``cursor`` (click): the three 2D panes; ``camera`` (a rotate, pan or zoom ended): the remote view already
         sent that pane's frame, only its orientation letters change."""
-        self.sync_state()
         pane = getattr(self.renderer, "changed_pane", None)
-        if kind == "slice" and pane in SLICE_PANES:
+        if kind == "slice" and pane in SLICE_PANES:  # a wheel step: only that slider's number changed
+            self._sync_slice(pane)
             self.scroll(pane)
-        elif kind == "window":
+            return
+        self.sync_state()
+        if kind == "window":
             self.pacer.request(SLICE_PANES, interactive=True)
         elif kind != "camera":
             self.pacer.request(SLICE_PANES)
