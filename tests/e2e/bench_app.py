@@ -37,12 +37,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WATCH = """
 () => {
   window.__loads = {};
+  window.__pixels = true;
   for (const pane of ['axial','3d','sagittal','coronal']) {
     window.__loads[pane] = [];
     const el = document.querySelector(`[data-testid="pane-${pane}"]`);
     el.addEventListener('load', (ev) => {
       const img = ev.target; if (img.tagName !== 'IMG') return;
       const t = Date.now();
+      if (!window.__pixels) { window.__loads[pane].push({t, nb: -1}); return; }  // interaction: count only
       const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
       const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
       const d = ctx.getImageData(0, 0, c.width, c.height).data; let nb = 0;
@@ -102,6 +104,19 @@ def one_load(page, vp: ViewerPage, mode: str) -> dict:
     return row
 
 
+def quiet(page, seconds: float = 3.0) -> None:
+    """Wait until no pane received a frame for ``seconds`` (longer than the 3D pane's 2 s wait for its
+    full-quality frame, so that frame is in) and stop reading pixels: the interaction figures count frames only."""
+    page.evaluate("() => { window.__pixels = false; }")
+    total = "() => Object.values(window.__loads).reduce((n, l) => n + l.length, 0)"
+    last, since = -1, time.time()
+    while time.time() - since < seconds:
+        now = page.evaluate(total)
+        if now != last:
+            last, since = now, time.time()
+        page.wait_for_timeout(100)
+
+
 def fps_rotate(page, vp: ViewerPage, seconds: float = 4.0) -> tuple[float, str]:
     box = vp.tid("pane-3d").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 20
@@ -153,7 +168,8 @@ def fps_while_loading(page, vp: ViewerPage) -> float:
     return n / dt if dt > 0 else float("nan")
 
 
-def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tuple[str, ...] = MODES) -> dict:
+def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tuple[str, ...] = MODES,
+            viewport: tuple[int, int] = (1720, 1180)) -> dict:
     proc = start_server(port, extra)
     spy = None
     if os.environ.get("BENCH_PYSPY"):  # profile the app's process: collapsed stacks for the issue note
@@ -162,7 +178,7 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tup
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1720, "height": 1180})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             vp = ViewerPage(page, f"http://127.0.0.1:{port}")
             vp.open()
             page.evaluate(WATCH)
@@ -171,7 +187,9 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tup
             rows = [one_load(page, vp, mode) for _ in range(rounds) for mode in modes]
             out = {"rows": rows}
             if interact:
+                quiet(page)
                 out["rotate_fps"], out["pane"] = fps_rotate(page, vp)
+                quiet(page)
                 out["scroll_fps"] = fps_scroll(page)
                 out["loading_2d_fps"] = fps_while_loading(page, vp)
             browser.close()
@@ -226,12 +244,14 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the raw figures here")
     ap.add_argument("--modes", default=",".join(MODES),
                     help="modes of the timed loads (e.g. stream-dicom with --rounds 1 for the interaction figures)")
+    ap.add_argument("--viewport", default="1720x1180", help="browser size; 1580x1000 gives 600x450 panes")
     args = ap.parse_args()
     print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     on = off = None
     if args.progressive in ("both", "on"):
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        on = run_app(args.port, [], args.rounds, interact=True, modes=modes)
+        width, height = (int(v) for v in args.viewport.lower().split("x"))
+        on = run_app(args.port, [], args.rounds, interact=True, modes=modes, viewport=(width, height))
     if args.progressive in ("both", "off"):
         off = run_app(args.port + 1, ["--progressive-interval-s", "0"], args.rounds, interact=on is None)
     if args.json:
