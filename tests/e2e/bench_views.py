@@ -9,14 +9,17 @@ four ``webviewer.rendering`` panes at 600x450 CSS px each, shown either by ``Vtk
 and its image-delivery patch) or by ``RemoteControlledArea`` (turbo-jpeg, 30 fps, quality 50 while interacting,
 90 still: trame-slicer's settings). Chromium then rotates the 3D pane with the mouse and scrolls the axial pane
 with the wheel; a frame is an ``<img>`` ``load`` event in the pane (frames that reached the browser, not
-renders). A wheel step re-renders (``--scroll-panes``) the three 2D panes at once (``all2d``, the app before
-issue 11b), the wheeled pane at once (``one``) or what the app's FramePacer asks for (``paced``, the app now). The variants are interleaved and each runs ``--runs`` times; medians.
+renders). The rca variant needs ``.venv/bin/pip install -e '.[bench-views]'`` and Debian's ``libturbojpeg0``.
+A wheel step re-renders (``--scroll-panes``) the three 2D panes at once (``all2d``, the app before
+issue 11b), the wheeled pane at once (``one``) or what the app's FramePacer asks for (``paced``, the app now).
+The variants are interleaved and each runs ``--runs`` times; medians. Renders per pane are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -240,6 +243,9 @@ def main() -> None:
         serve(args.serve, args.port, args.ct, args.scroll_panes, args.rotate_fps)
         return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if "rca" in variants and importlib.util.find_spec("trame_rca") is None:
+        raise SystemExit("the rca variant needs trame-rca: .venv/bin/pip install -e '.[bench-views]' "
+                         "(and apt-get install libturbojpeg0)")
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for run in range(args.runs):
         for k, variant in enumerate(variants):  # interleaved: the shared machine's load hits both alike
