@@ -31,6 +31,7 @@ from webviewer.app.state import (
 )
 from webviewer.app.validate import MAX_COMPARE_RUNS, Invalid, StateValidator, as_int
 from webviewer.app.views import ViewLogic
+from webviewer.argtypes import non_negative_float
 from webviewer.errors import WebViewerError
 from webviewer.runtime import configure_runtime
 from webviewer.units import MB
@@ -315,7 +316,7 @@ def add_arguments(cli: Any) -> None:
                      help="memory for one session's loaded contents (volumes, render copies), in MB; "
                           "the oldest contents not on screen are unloaded to stay within it "
                           "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
-    cli.add_argument("--progressive-interval-s", type=float, default=None,
+    cli.add_argument("--progressive-interval-s", type=non_negative_float, default=None,
                      help="seconds between two progressive pane refreshes while PoC2 loads (0: no progressive display)")
     # trame's own --host and --timeout keep their help texts; the defaults here are 127.0.0.1 (this machine
     # only) and no idle exit: wslink exits after 300 s without a browser (taking the CT API with it), a
