@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 
 import pytest
 
 from webviewer import argtypes
-from webviewer.app.core import add_arguments
+from webviewer.app.core import add_arguments, check_server_numbers
 from webviewer.cli import api, bench, demo, load
 from webviewer.deploy import docker
 
@@ -73,3 +74,20 @@ def test_good_numbers_parse_to_their_values():
     assert api.build_parser().parse_args(["--port", "0"]).port == 0
     args = demo.build_parser().parse_args(["--port", "65535", "--sessions", "2", "--idle-timeout", "30"])
     assert (args.port, args.sessions, args.idle_timeout) == (65535, 2, 30)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--port", "-1", "argument --port: a TCP port is 0 to 65535, got '-1'"),
+    ("--port", "65536", "argument --port: a TCP port is 0 to 65535, got '65536'"),
+    ("--timeout", "-300", "argument --timeout: must be 0 or above, got '-300'"),
+])
+def test_trames_own_port_and_timeout_are_checked_too(option, value, message, capsys):
+    from trame.app import get_server
+
+    cli = get_server(f"test-cli-numbers-{uuid.uuid4().hex}", client_type="vue3").cli
+    add_arguments(cli)
+    check_server_numbers(cli, cli.parse_args(["--port", "8080"]))  # the defaults and a good port pass
+    with pytest.raises(SystemExit) as exc:
+        check_server_numbers(cli, cli.parse_args([option, value]))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

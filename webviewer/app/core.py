@@ -324,6 +324,15 @@ def add_arguments(cli: Any) -> None:
     cli.set_defaults(host="127.0.0.1", timeout=0)
 
 
+def check_server_numbers(cli: Any, args: Any) -> None:
+    """trame's own --port and --timeout (wslink declares them type=int): exit 2 on a port outside 0-65535 or a
+    negative timeout, as argparse does for the app's options."""
+    if not 0 <= args.port <= 65535:
+        cli.error(f"argument --port: a TCP port is 0 to 65535, got '{args.port}'")
+    if args.timeout < 0:
+        cli.error(f"argument --timeout: must be 0 or above, got '{args.timeout}'")
+
+
 def describe_timeout(timeout: Any) -> str:
     """The start-up line about idle exit."""
     if not timeout:
@@ -343,6 +352,7 @@ def main(server: Any = None, **kwargs: Any) -> None:
 
     register_with_engine()  # the engine opens Orthanc archive and DICOMweb URLs with the Orthanc sources
     args, _ = server.cli.parse_known_args()
+    check_server_numbers(server.cli, args)
     if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
         source, api_catalog = orthanc_catalog_from_args(args, networks=NETWORKS), None
     else:  # --orthanc: Orthanc's series beside the demo CTs
