@@ -118,8 +118,6 @@ def test_session_page_redirects_a_reload_without_session_to_the_launcher_page():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sessions", "0"], "--sessions must be at least 1"),
-    (["--idle-timeout", "0"], "--idle-timeout must be at least 1"),
     (["--orthanc-only"], "--orthanc-only needs"),
 ])
 def test_demo_arguments_are_checked(argv, message):

@@ -55,9 +55,10 @@ async def test_real_series_as_enhanced_ct_every_mode_bit_identical(tmp_path, rea
     name, folder, expected = real_series
     members = folder_files(folder)
     classic = write(tmp_path, "classic.zip", shuffled(members))
-    enhanced = write(tmp_path, "enhanced.zip", [("enhanced.dcm", enhanced_bytes(classic_slices(members), syntax=syntax))])
+    member = enhanced_bytes(classic_slices(members), syntax=syntax)  # once: its UIDs are random, their length too
+    enhanced = write(tmp_path, "enhanced.zip", [("enhanced.dcm", member)])
     ref = await load(classic, "batch")
-    member_bytes = len(enhanced_bytes(classic_slices(members), syntax=syntax))
+    member_bytes = len(member)
     feeds: list[int] = []
     real_feed = FrameStream.feed
     monkeypatch.setattr(FrameStream, "feed", lambda self, chunk: (feeds.append(len(chunk)), real_feed(self, chunk)))

@@ -80,6 +80,16 @@ def test_check_pixels_before_decoding():
     assert max_decoded_bytes("1.2.840.10008.1.2.4.90", 10, 2) is None  # JPEG 2000: no bound
 
 
+def test_one_check_names_a_slice_or_the_frames_of_a_multi_frame_object():
+    with pytest.raises(LimitExceededError, match=r"^x: a 8000x4000 slice needs 64.0 MB, above the 33.6 MB "
+                                                 r"max_volume_bytes leaves for it\. Raise max_volume_bytes"):
+        check_pixels("x", 4000, 8000, limit=32 * MiB)
+    with pytest.raises(LimitExceededError, match=r"^ct\.dcm: 1000 frames of 512x256 need 524.3 MB, above the "
+                                                 r"104.9 MB max_volume_bytes leaves for it"):
+        check_pixels("ct.dcm", 256, 512, frames=1000, bytes_per_sample=4, limit=100 * MiB)
+    assert check_pixels("ct.dcm", 256, 512, frames=100, bytes_per_sample=4, limit=100 * MiB) == 256 * 512 * 400
+
+
 def test_a_real_rle_slice_passes_the_bound_and_a_forged_one_fails():
     from pydicom.pixels import compress
 

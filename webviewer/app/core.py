@@ -31,6 +31,7 @@ from webviewer.app.state import (
 )
 from webviewer.app.validate import MAX_COMPARE_RUNS, Invalid, StateValidator, as_int
 from webviewer.app.views import ViewLogic
+from webviewer.argtypes import non_negative_float
 from webviewer.errors import WebViewerError
 from webviewer.runtime import configure_runtime
 from webviewer.units import MB
@@ -315,12 +316,21 @@ def add_arguments(cli: Any) -> None:
                      help="memory for one session's loaded contents (volumes, render copies), in MB; "
                           "the oldest contents not on screen are unloaded to stay within it "
                           "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
-    cli.add_argument("--progressive-interval-s", type=float, default=None,
+    cli.add_argument("--progressive-interval-s", type=non_negative_float, default=None,
                      help="seconds between two progressive pane refreshes while PoC2 loads (0: no progressive display)")
     # trame's own --host and --timeout keep their help texts; the defaults here are 127.0.0.1 (this machine
     # only) and no idle exit: wslink exits after 300 s without a browser (taking the CT API with it), a
     # deployment that reaps idle session processes passes --timeout N. Both are logged at start-up.
     cli.set_defaults(host="127.0.0.1", timeout=0)
+
+
+def check_server_numbers(cli: Any, args: Any) -> None:
+    """trame's own --port and --timeout (wslink declares them type=int): exit 2 on a port outside 0-65535 or a
+    negative timeout, as argparse does for the app's options."""
+    if not 0 <= args.port <= 65535:
+        cli.error(f"argument --port: a TCP port is 0 to 65535, got '{args.port}'")
+    if args.timeout < 0:
+        cli.error(f"argument --timeout: must be 0 or above, got '{args.timeout}'")
 
 
 def describe_timeout(timeout: Any) -> str:
@@ -342,6 +352,7 @@ def main(server: Any = None, **kwargs: Any) -> None:
 
     register_with_engine()  # the engine opens Orthanc archive and DICOMweb URLs with the Orthanc sources
     args, _ = server.cli.parse_known_args()
+    check_server_numbers(server.cli, args)
     if args.orthanc and args.orthanc_only:  # Orthanc's series only: no demo CTs, no API
         source, api_catalog = orthanc_catalog_from_args(args, networks=NETWORKS), None
     else:  # --orthanc: Orthanc's series beside the demo CTs

@@ -13,6 +13,7 @@ from webviewer.api.app import start_api_server
 from webviewer.api.catalog import Catalog
 from webviewer.api.samples import SAMPLE_ALIASES, default_data_dir, ensure_samples, sample_ids
 from webviewer.api.throttle import PROFILES, format_rate, parse_latency, parse_rate
+from webviewer.argtypes import listen_port
 
 log = logging.getLogger("webviewer.api")
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1); keep it unless other machines must reach the API")
-    parser.add_argument("--port", type=int, default=8081, help="TCP port (default 8081; 0 picks a free one)")
+    parser.add_argument("--port", type=listen_port, default=8081, help="TCP port (default 8081; 0 picks a free one)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="serve every .zip and every folder of DICOM files under this folder (recursive); "
                              "folders are zipped once into --cache-dir")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from webviewer.argtypes import inflate_workers, non_negative_float, non_negative_int, positive_int
 from webviewer.bench import report, stats
 from webviewer.bench.inflate import inflate_reference
 from webviewer.bench.runner import (
@@ -54,14 +55,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument("--from-json", nargs="+", type=Path, metavar="FILE",
                        help="do not run: print (and --markdown) the tables of saved --json results")
     parser.add_argument("--modes", default=",".join(stats.MODES), help="comma-separated load modes")
-    parser.add_argument("--runs", type=int, default=5, help="runs per mode (default 5)")
+    parser.add_argument("--runs", type=positive_int, default=5, help="runs per mode (default 5)")
     parser.add_argument("--rate", default="unlimited",
                         help="network profile (unlimited, 1gbit, 100mbit, 40mbit, 4g, balanced) or a rate like 50mbit; "
                              "a comma list runs each in turn (--json then writes a list)")
-    parser.add_argument("--latency", type=float, default=None, help="latency in ms (default: the profile's)")
-    parser.add_argument("--calibration-runs", type=int, default=5,
+    parser.add_argument("--latency", type=non_negative_float, default=None, help="latency in ms (default: the profile's)")
+    parser.add_argument("--calibration-runs", type=positive_int, default=5,
                         help="unthrottled Batch runs that measure the processing time for --rate balanced")
-    parser.add_argument("--warmup", type=int, default=1,
+    parser.add_argument("--warmup", type=non_negative_int, default=1,
                         help="unrecorded unthrottled runs before the first profile, to warm file caches (default 1)")
     parser.add_argument("--json", dest="json_file", help="write the result object to FILE ('-' for stdout)")
     parser.add_argument("--markdown", type=Path, help="write the tables as Markdown to FILE")
@@ -70,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the API also serves every .zip / DICOM folder under DIR (then --ct picks one of them)")
     parser.add_argument("--sample-dir", type=Path,
                         help="where samples are generated and kept (default $WEBVIEWER_DATA_DIR or ~/.cache/webviewer)")
-    parser.add_argument("--inflate-workers", type=int, default=None, metavar="N",
+    parser.add_argument("--inflate-workers", type=inflate_workers, default=None, metavar="N",
                         help="passed to every load: members inflated at once in the streaming modes (0 = stream-unzip)")
     parser.add_argument("--no-inflate-reference", dest="inflate_reference", action="store_false",
                         help="do not time inflating the archive's members alone")
@@ -84,8 +85,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     auth.add_argument("--password", help="password (or set WEBVIEWER_PASSWORD)")
     auth.add_argument("--token", help="bearer token (or set WEBVIEWER_TOKEN)")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.calibration_runs < 1 or args.warmup < 0:
-        parser.error("--runs and --calibration-runs must be at least 1, --warmup at least 0")
     try:
         args.mode_list = parse_modes(args.modes)
     except ValueError as exc:

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from webviewer.argtypes import positive_int, tcp_port
 from webviewer.deploy.sizing import default_sessions
 from webviewer.deploy.supervisor import Demo, DemoOptions
 
@@ -15,12 +16,12 @@ log = logging.getLogger("webviewer.demo")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="webviewer-demo", description=__doc__)
-    p.add_argument("--port", type=int, default=8080, help="the front door's port (default 8080)")
+    p.add_argument("--port", type=tcp_port, default=8080, help="the front door's port (default 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="the address to bind (default 127.0.0.1; 0.0.0.0 serves everyone who can reach it)")
-    p.add_argument("--sessions", type=int, default=None,
+    p.add_argument("--sessions", type=positive_int, default=None,
                    help="at most this many visitors at once (default: free memory ÷ one session's budget)")
-    p.add_argument("--idle-timeout", type=int, default=120, metavar="SECONDS",
+    p.add_argument("--idle-timeout", type=positive_int, default=120, metavar="SECONDS",
                    help="stop a session this long after its visitor has gone (default 120)")
     p.add_argument("--data-dir", default=None, help="serve the CTs (ZIPs / DICOM folders) in DIR")
     p.add_argument("--samples", default=None, help="samples to serve: tiny,medium,seed (default all)")
@@ -35,10 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
     """Check the arguments and say how many sessions, and why."""
-    if args.sessions is not None and args.sessions < 1:
-        raise ValueError(f"--sessions must be at least 1, got {args.sessions}")
-    if args.idle_timeout < 1:
-        raise ValueError(f"--idle-timeout must be at least 1 second, got {args.idle_timeout}")
     if args.orthanc_only and not args.orthanc:
         raise ValueError("--orthanc-only needs at least one --orthanc URL")
     if args.sessions is None:

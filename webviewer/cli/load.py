@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from webviewer.argtypes import inflate_workers, positive_float, positive_int
 from webviewer.errors import BadInputError, WebViewerError
 from webviewer.loading import LoadMode, LoadObserver, LoadOptions, LoadResult, ProgressEvent, load
 from webviewer.orthanc.sources import register_with_engine
@@ -61,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, metavar="FILE.npz",
                    help="write hu (z,y,x), spacing (x,y,z), origin, direction (3x3) to a .npz file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="seconds (default: %(default)s)")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--connect-timeout", type=positive_float, default=10.0, metavar="S", help="seconds (default: %(default)s)")
+    p.add_argument("--stall-timeout", type=positive_float, default=30.0, metavar="S",
                    help="fail when no bytes arrive for this many seconds (default: %(default)s)")
     p.add_argument("--name", help="CT name used in the content name")
-    p.add_argument("--expected-slices", type=int, metavar="N", help="slice count, if known (PoC2 preallocation)")
+    p.add_argument("--expected-slices", type=positive_int, metavar="N", help="slice count, if known (PoC2 preallocation)")
     p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to a safer mode")
-    p.add_argument("--inflate-workers", type=int, default=2, metavar="N",
+    p.add_argument("--inflate-workers", type=inflate_workers, default=2, metavar="N",
                    help="streaming modes: members inflated at once when the ZIP's central directory is known "
                         "(default %(default)s; 0 = stream-unzip, one member after another)")
     auth = p.add_argument_group("credentials (e.g. Orthanc); never printed")

@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from webviewer.argtypes import positive_int
 from webviewer.deploy import apache
 from webviewer.deploy.launcher_config import APP_NAME, SessionCommand, launcher_config, write_launcher_config
 from webviewer.deploy.www import overlay_launcher_page
@@ -47,8 +48,8 @@ def write_docker_config(*, sessions: int, idle_timeout_s: int, executable: str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webviewer.deploy.docker", description=__doc__)
-    parser.add_argument("--sessions", type=int, default=4, help="size of the launcher's port pool (default 4)")
-    parser.add_argument("--idle-timeout", type=int, default=120, help="seconds before an idle session stops")
+    parser.add_argument("--sessions", type=positive_int, default=4, help="size of the launcher's port pool (default 4)")
+    parser.add_argument("--idle-timeout", type=positive_int, default=120, help="seconds before an idle session stops")
     parser.add_argument("--executable", default="/deploy/server/venv/bin/webviewer", help="the session command")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

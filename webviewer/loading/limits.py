@@ -32,7 +32,8 @@ def max_decoded_bytes(transfer_syntax: str, encoded_bytes: int, bytes_per_sample
 def check_pixels(name: str, rows: int, columns: int, *, frames: int = 1, bytes_per_sample: int = 2,
                  samples: int = 1, limit: int, encoded_bytes: int | None = None, transfer_syntax: str = "",
                  series_shape: tuple[int, int] | None = None) -> int:
-    """Check a slice's pixel size before any decoder or buffer is allocated; returns the bytes it decodes to.
+    """Check a slice's (or a multi-frame object's) pixel size before any decoder, frame header or buffer is
+    allocated; returns the bytes it decodes to.
 
     Rows x Columns x frames x samples x bytes per sample must fit ``limit`` (what is left of max_volume_bytes),
     and, for syntaxes whose expansion is bounded, follow from ``encoded_bytes`` (a 465-byte file cannot hold a
@@ -44,11 +45,12 @@ def check_pixels(name: str, rows: int, columns: int, *, frames: int = 1, bytes_p
         raise LimitExceededError(f"{name}: pixel dimensions {dims} are not positive whole numbers.")
     need = rows * columns * frames * samples * bytes_per_sample
     if need > limit:
-        shape = f"{columns}x{rows}" + (f"x{frames} frames" if frames > 1 else "")
+        shape = f"{frames} frames of {columns}x{rows}" if frames > 1 else f"a {columns}x{rows} slice"
         what = "" if series_shape in (None, (rows, columns)) else f" (the series' slices are {series_shape[1]}x{series_shape[0]})"
         raise LimitExceededError(
-            f"{name}: a {shape} slice{what} needs {_fmt(need)}, above what the volume limit leaves "
-            f"({_fmt(max(limit, 0))}). Raise max_volume_bytes if you trust the source and have the memory."
+            f"{name}: {shape}{what} need{'s' if frames == 1 else ''} {_fmt(need)}, above the "
+            f"{_fmt(max(limit, 0))} max_volume_bytes leaves for it. Raise max_volume_bytes if you trust the source "
+            "and have the memory."
         )
     if encoded_bytes is not None:
         bound = max_decoded_bytes(transfer_syntax, encoded_bytes, bytes_per_sample)

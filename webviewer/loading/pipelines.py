@@ -21,7 +21,6 @@ from webviewer.loading.frame_steps import divert_for, place_frames
 from webviewer.loading.progress import LoadState
 from webviewer.loading.result import LoadMode
 from webviewer.loading.run import LoadRun, Outcome, no_slices_error, submit
-from webviewer.loading.source import FileSource, FolderSource
 from webviewer.loading.unzip import Member, Prefetch
 from webviewer.loading.volume import SliceBuffer
 
@@ -32,7 +31,7 @@ async def _batch(run: LoadRun) -> Outcome:
     src, comp = run.source, run.metrics.components
     run.set_state(LoadState.DOWNLOADING)
     await run.announce_count()
-    if isinstance(src, FolderSource):
+    if not src.has_body:
         members = await run.in_worker(_read_folder, run)
         run.set_state(LoadState.READY)
         run.set_state(LoadState.DECOMPRESSING)
@@ -60,14 +59,15 @@ async def _batch(run: LoadRun) -> Outcome:
 
 async def _download_all(run: LoadRun) -> bytes:
     src = run.source
-    if isinstance(src, FileSource):
 
-        def read() -> bytes:
-            data = src.read_all()
-            run.add_downloaded(len(data))
-            return data
+    def read_local() -> bytes | None:
+        local = src.read_local()
+        if local is not None:
+            run.add_downloaded(len(local))
+        return local
 
-        data = await run.in_worker(read)
+    data = await run.in_worker(read_local)
+    if data is not None:  # a local file: read whole in a worker
         run.metrics.components.set("zip", len(data))
         return data
     parts: list[bytes] = []
@@ -106,7 +106,7 @@ async def _stream_files(run: LoadRun) -> Outcome:
             collected.append(m)
             comp.add("files", len(m.data))
 
-    if isinstance(run.source, FolderSource):
+    if not run.source.has_body:
         await run.in_worker(lambda: [keep(m) for m in run.folder_members()])
         run.set_state(LoadState.READY)
     else:
@@ -129,7 +129,7 @@ async def _stream_dicom(run: LoadRun) -> Outcome:
     run.set_state(LoadState.DOWNLOADING)
     buffer = SliceBuffer(await _poc2_capacity(run), run.limits.max_volume_bytes)
     try:
-        if isinstance(run.source, FolderSource):
+        if not run.source.has_body:
             await run.in_worker(_place_all, run, buffer, _held(run, run.folder_members()))
             run.set_state(LoadState.READY)
         else:

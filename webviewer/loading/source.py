@@ -66,6 +66,8 @@ class Source:
     knows_instance_count = False
     #: the archive size seen by the central-directory probe, to compare with the download's (None: not probed)
     probed_size: int | None = None
+    #: False: no body to unzip, the members are the source's own files (a folder), read with :meth:`iter_members`
+    has_body = True
 
     def __init__(self, location: str, options: SourceOptions | None = None) -> None:
         self.location = location
@@ -100,6 +102,14 @@ class Source:
                         should_stop: Callable[[], bool] | None = None) -> list[Member] | None:
         """The members of a whole downloaded body that is not a ZIP; None: the engine unzips it."""
         return None
+
+    def read_local(self) -> bytes | None:
+        """The whole body read from local storage in this (worker) thread; None: download it with chunks()."""
+        return None
+
+    def iter_members(self) -> Iterator[tuple[str, bytes]]:
+        """(name, bytes) of each member of a source without a body (``has_body`` False)."""
+        raise NotImplementedError(f"{type(self).__name__} has a body to unzip, not members of its own")
 
     async def close(self) -> None:
         """Release network resources."""
@@ -151,7 +161,7 @@ class FileSource(Source):
                 return
             yield chunk
 
-    def read_all(self) -> bytes:
+    def read_local(self) -> bytes:
         self.limits.check_archive(self.size or 0)
         data = self.path.read_bytes()
         check_zip_magic(data[:512], str(self.path))
@@ -179,6 +189,7 @@ class FolderSource(Source):
     """A folder of DICOM files: its files are the members (no ZIP)."""
 
     kind = "folder"
+    has_body = False
 
     def __init__(self, location: str, options: SourceOptions | None = None) -> None:
         super().__init__(location, options)

@@ -20,7 +20,6 @@ from webviewer.loading.dicom.hu import HUOverflow, decode_hu, slice_dtype, store
 from webviewer.loading.dicom.multiframe import (
     ENHANCED_CT,
     FrameSet,
-    check_frame_volume,
     read_frame_set,
     sop_class_name,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "FrameSet",
     "FrameStream",
     "MultiFrameImage",
-    "check_frame_volume",
     "decode_frame",
     "read_frame_set",
     "read_frames",

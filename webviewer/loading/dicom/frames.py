@@ -23,8 +23,9 @@ from pydicom.pixels import get_decoder
 from webviewer.errors import DicomError
 from webviewer.loading.dicom.header import SliceHeader
 from webviewer.loading.dicom.hu import decode_with_plugins
-from webviewer.loading.dicom.multiframe import FrameSet, check_frame_volume, read_frame_set
+from webviewer.loading.dicom.multiframe import FrameSet, read_frame_set
 from webviewer.loading.dicom.scan import EXPLICIT_VR_LE, _scan, _Truncated, _Unsupported
+from webviewer.loading.limits import check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ class FrameStream:
         header = fs.header(self.emitted)
         if header.hu_dtype.itemsize == 4 and not self._float_checked:  # a float rescale: the volume is float32
             self._float_checked = True
-            check_frame_volume(self.name, header.rows, header.columns, fs.count, 4, self.max_volume_bytes)
+            if self.max_volume_bytes is not None:
+                check_pixels(self.name, header.rows, header.columns, frames=fs.count, bytes_per_sample=4,
+                             limit=self.max_volume_bytes)
         if fs.encapsulated:
             header, data = decode_frame(header, bytes(data))
         else:

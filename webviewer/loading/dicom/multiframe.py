@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import pydicom
 from pydicom.dataset import Dataset
 
-from webviewer.errors import DicomError, LimitExceededError
+from webviewer.errors import DicomError
 from webviewer.loading.dicom.header import SliceHeader, choose_hu_dtype
 from webviewer.loading.dicom.scan import EXPLICIT_VR_BE, IMPLICIT_VR_LE, NATIVE_SYNTAXES, NotAnImageSlice
+from webviewer.loading.limits import check_pixels
 
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 LEGACY_CONVERTED_CT = "1.2.840.10008.5.1.4.1.1.2.2"
@@ -58,19 +59,6 @@ class FrameSet:
     def headers(self) -> list[SliceHeader]:
         """Every frame's header (file order)."""
         return [self.header(i) for i in range(self.count)]
-
-
-def check_frame_volume(
-    name: str, rows: int, columns: int, frames: int, itemsize: int, max_volume_bytes: int | None
-) -> None:
-    """Rows x Columns x frames x bytes per voxel against ``max_volume_bytes``, before any frame header is built,
-    any slot allocated or any frame decoded (a hostile NumberOfFrames must not cost memory)."""
-    need = rows * columns * frames * itemsize
-    if max_volume_bytes is not None and need > max_volume_bytes:
-        raise LimitExceededError(
-            f"{name}: {frames} frames of {columns}x{rows} need {need / 1e6:.0f} MB, above the limit "
-            f"max_volume_bytes = {max_volume_bytes / 1e6:.0f} MB. Raise the limit if you trust the source."
-        )
 
 
 def sop_class_name(uid: str) -> str:
@@ -239,7 +227,8 @@ def read_frame_set(name: str, head: bytes, pixel_pos: int, max_volume_bytes: int
     common = _common(ds, ts, sop_class, frames)
     _check_image(name, common, ds)
     rows, columns = common["rows"], common["columns"]
-    check_frame_volume(name, rows, columns, frames, 2, max_volume_bytes)
+    if max_volume_bytes is not None:  # before any frame header, slot or decode: a hostile NumberOfFrames costs nothing
+        check_pixels(name, rows, columns, frames=frames, bytes_per_sample=2, limit=max_volume_bytes)
     start, length = _pixel_element(name, head, pixel_pos, ts)
     frame_bytes = common["rows"] * common["columns"] * common["bits_allocated"] // 8
     encapsulated = length == 0xFFFFFFFF
