@@ -200,3 +200,15 @@ async def test_the_worker_dies_with_its_session_process_even_when_that_is_killed
     await helper.wait()
     await asyncio.to_thread(worker.wait, 60)  # end of file on its socket (or the parent-death signal)
     assert not worker.is_running()
+
+
+async def test_a_worker_that_cannot_start_gives_a_clear_error_and_the_app_keeps_going(data):
+    lp = LoadProcess(initializers=("webviewer.no_such_module:init",))
+    try:
+        with pytest.raises(WebViewerError, match="load process could not start"):
+            await lp.run(None, data / "tiny.zip", "batch")
+        assert not lp.alive
+        lp.initializers = ()
+        assert (await lp.run(None, data / "tiny.zip", "batch")).volume.hu.shape == (48, 64, 64)
+    finally:
+        lp.close()

@@ -301,9 +301,13 @@ class LoadProcess:
 
     def _died(self) -> None:
         """End of file from the worker: it crashed or was killed. Fail the load; a fresh worker comes next."""
-        was_ready = self._was_ready
+        was_ready, ready = self._was_ready, self._ready
         code = self._stop_process()
         log.error("the load process died (exit code %s)", code)
+        if ready is not None and not ready.done():  # it never got ready: say so to the load waiting for it
+            ready.set_exception(WebViewerError(
+                f"The load process could not start (exit code {code}); see the server log. The app keeps running."))
+            return
         p, self._pending = self._pending, None
         if p is not None and not p.over:
             p.settle_preview()
