@@ -39,6 +39,7 @@ async def app(data_dir):
     app = WebViewerApp(server, catalog_source=CatalogSource(api_url=url), renderer=FakeRenderer(), memory_poll_s=0)
     app.state.ready()
     await app.refresh_catalog()
+    app.loader.load_thread.start()  # as the server's ready hook does
     yield app
     app.loader.close()
     await runner.cleanup()

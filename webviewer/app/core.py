@@ -88,9 +88,7 @@ def _load_runner(load_in: str | None, threaded_load: bool | None, *, injected: b
     if load_in not in LOAD_IN:
         raise ValueError(f"--load-in must be one of {', '.join(LOAD_IN)}, not {load_in!r}")
     if load_in == "process":
-        runner = LoadProcess()
-        runner.start()  # warm: the worker imports the engine while the page loads
-        return runner
+        return LoadProcess()  # started when the server is ready (warm before the first Load), else by the first load
     return LoadThread() if load_in == "thread" else None
 
 
@@ -160,6 +158,8 @@ class WebViewerApp(TrameApp):
             host = "127.0.0.1" if host in ("0.0.0.0", "localhost", "", None) else host
             self.catalog.set_base_url(f"http://{host}:{self.server.port}")
         await self.refresh_catalog()
+        if isinstance(self.loader.load_thread, LoadProcess):
+            self.loader.load_thread.start()  # warm: the worker imports the engine while the page connects
         self.loader.contents.account.start()  # the idle baseline the budget's accounting starts from
         self.loader.refresh_contents()
         if self.memory_poll_s > 0:
