@@ -2,7 +2,8 @@
 
 Run from the repository root, on an otherwise idle machine:
 
-    .venv/bin/python tests/e2e/bench_app.py [--rounds 3] [--progressive both|on|off] [--port PORT]
+    .venv/bin/python tests/e2e/bench_app.py [--rounds 3] [--progressive both|on|off] [--load-in process|thread]
+        [--port PORT]
 
 It starts `webviewer --samples tiny,seed` (the CT API mounted in the app), drives Debian's Chromium like a user:
 seed-sized CT, Unlimited, the modes interleaved (Batch, PoC1, PoC2) for ``--rounds`` rounds, and reads the values
@@ -244,16 +245,20 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the raw figures here")
     ap.add_argument("--modes", default=",".join(MODES),
                     help="modes of the timed loads (e.g. stream-dicom with --rounds 1 for the interaction figures)")
-    ap.add_argument("--viewport", default="1720x1180", help="browser size; 1580x1000 gives 600x450 panes")
+    ap.add_argument("--viewport", default="1580x1000", help="browser size; 1580x1000 gives the 600x450 panes of the targets")
+    ap.add_argument("--load-in", choices=("process", "thread"), default="process",
+                    help="where the app runs its loads (webviewer --load-in)")
     args = ap.parse_args()
+    where = ["--load-in", args.load_in]
     print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     on = off = None
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    width, height = (int(v) for v in args.viewport.lower().split("x"))
     if args.progressive in ("both", "on"):
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        width, height = (int(v) for v in args.viewport.lower().split("x"))
-        on = run_app(args.port, [], args.rounds, interact=True, modes=modes, viewport=(width, height))
+        on = run_app(args.port, where, args.rounds, interact=True, modes=modes, viewport=(width, height))
     if args.progressive in ("both", "off"):
-        off = run_app(args.port + 1, ["--progressive-interval-s", "0"], args.rounds, interact=on is None)
+        off = run_app(args.port + 1, [*where, "--progressive-interval-s", "0"], args.rounds, interact=on is None,
+                      modes=modes, viewport=(width, height))
     if args.json:
         Path(args.json).write_text(json.dumps({"on": on, "off": off}, indent=2))
     report(on or off, off if on is not None else None)

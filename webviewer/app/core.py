@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 from trame.app import TrameApp, get_server
 from trame.decorators import change, controller, life_cycle, trigger
 
 from webviewer.app import i18n, image_delivery, results
 from webviewer.app.catalog import CatalogSource, ct_item
 from webviewer.app.guard import guard_rpcs
+from webviewer.app.load_process import LoadProcess
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.loader import LoadLogic, steps_for
 from webviewer.app.ports import Catalog, LoadFn, Registry, Renderer
@@ -77,6 +76,23 @@ def _default_options(**kwargs: Any) -> Any:
     return LoadOptions(**kwargs)
 
 
+#: where the engine's loads run: "process" (a worker process per session, the volume in shared memory), "thread"
+#: (a loop thread of the app process), "loop" (the app's own loop: tests with fakes)
+LOAD_IN = ("process", "thread", "loop")
+DEFAULT_LOAD_IN = "process"
+
+
+def _load_runner(load_in: str | None, threaded_load: bool | None, *, injected: bool) -> Any:
+    """The load runner for ``--load-in``; an injected ``load_fn`` (tests) runs in-process, on a thread if asked."""
+    if load_in is None:
+        load_in = ("thread" if threaded_load else "loop") if injected or threaded_load is not None else DEFAULT_LOAD_IN
+    if load_in not in LOAD_IN:
+        raise ValueError(f"--load-in must be one of {', '.join(LOAD_IN)}, not {load_in!r}")
+    if load_in == "process":
+        return LoadProcess()  # started when the server is ready (warm before the first Load), else by the first load
+    return LoadThread() if load_in == "thread" else None
+
+
 class WebViewerApp(TrameApp):
     """The PoC tab as a trame app. Every collaborator can be injected (tests pass fakes)."""
 
@@ -84,7 +100,7 @@ class WebViewerApp(TrameApp):
                  renderer: Renderer | None = None, registry: Registry | None = None, load_fn: LoadFn | None = None,
                  options_factory: Callable[..., Any] | None = None,
                  memory_poll_s: float = 1.0, progressive_interval_s: float | None = None,
-                 threaded_load: bool | None = None) -> None:
+                 threaded_load: bool | None = None, load_in: str | None = None) -> None:
         super().__init__(server, client_type="vue3")
         self.catalog = catalog_source
         self.api_catalog = api_catalog
@@ -96,8 +112,7 @@ class WebViewerApp(TrameApp):
         self.loader = LoadLogic(self.state, self.views, self.catalog,
                                 registry if registry is not None else _default_registry(),
                                 load_fn or _default_load, options_factory or _default_options,
-                                load_thread=LoadThread() if (threaded_load if threaded_load is not None
-                                                             else load_fn is None) else None)
+                                load_thread=_load_runner(load_in, threaded_load, injected=load_fn is not None))
         if progressive_interval_s is not None:  # 0: no progressive display, the panes fill when the load ends
             self.loader.refresh_interval_s = progressive_interval_s
         self._apply_language("en")
@@ -144,6 +159,8 @@ class WebViewerApp(TrameApp):
             host = "127.0.0.1" if host in ("0.0.0.0", "localhost", "", None) else host
             self.catalog.set_base_url(f"http://{host}:{self.server.port}")
         await self.refresh_catalog()
+        if isinstance(self.loader.load_thread, LoadProcess):
+            self.loader.load_thread.start()  # warm: the worker imports the engine while the page connects
         self.loader.contents.account.start()  # the idle baseline the budget's accounting starts from
         self.loader.refresh_contents()
         if self.memory_poll_s > 0:
@@ -166,12 +183,11 @@ class WebViewerApp(TrameApp):
                 self.state.ct_id = self.state.ct_items[0]["value"]
 
     async def _poll_memory(self) -> None:
-        proc = psutil.Process(os.getpid())
         while True:
             await asyncio.sleep(self.memory_poll_s)
             if self.loader.running:
                 continue  # the load's progress events carry the memory meanwhile
-            rss = proc.memory_info().rss
+            rss = self.loader.session_rss()
             if abs(rss / MB - self.state.memory_mb) >= 0.5:
                 with self.state:
                     self.state.memory_mb = round(rss / MB, 1)
@@ -316,6 +332,9 @@ def add_arguments(cli: Any) -> None:
                      help="memory for one session's loaded contents (volumes, render copies), in MB; "
                           "the oldest contents not on screen are unloaded to stay within it "
                           "(default: webviewer.loading.budget.DEFAULT_CONTENT_BUDGET_MB)")
+    cli.add_argument("--load-in", choices=LOAD_IN, default=DEFAULT_LOAD_IN,
+                     help="where loads run: a worker process per session (default; the volume is shared memory), "
+                          "a thread of the app process, or the app's own event loop")
     cli.add_argument("--progressive-interval-s", type=non_negative_float, default=None,
                      help="seconds between two progressive pane refreshes while PoC2 loads (0: no progressive display)")
     # trame's own --host and --timeout keep their help texts; the defaults here are 127.0.0.1 (this machine
@@ -360,7 +379,7 @@ def main(server: Any = None, **kwargs: Any) -> None:
         source = orthanc_catalog_from_args(args, source, networks=NETWORKS)
     app = WebViewerApp(server, catalog_source=source, api_catalog=api_catalog,
                        registry=_default_registry(args.content_budget_mb),
-                       progressive_interval_s=args.progressive_interval_s)
+                       progressive_interval_s=args.progressive_interval_s, load_in=args.load_in)
     log.info(describe_timeout(kwargs.get("timeout", getattr(args, "timeout", 0))))
     app.server.start(**kwargs)
 

@@ -11,12 +11,14 @@ from typing import Any
 from webviewer.app import results
 from webviewer.app.contents import ContentsLogic
 from webviewer.app.i18n import fmt
+from webviewer.app.load_process import LoadProcess, session_rss
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.memory import release_memory, render_copy_bytes
 from webviewer.app.ports import Catalog, LoadFn, Registry
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
 from webviewer.errors import WebViewerError
+from webviewer.loading.metrics import rss_parts
 from webviewer.loading.progress import LoadObserver
 from webviewer.units import MB
 
@@ -38,8 +40,17 @@ class _Observer(LoadObserver):
     def __init__(self, logic: LoadLogic, refresher: ProgressiveRefresher) -> None:
         self.logic = logic
         self.refresher = refresher
+        #: the app process's own memory (anon + file: the shared volume pages are the worker's) at the start
+        #: and its peak while the load runs (render copies of the progressive frames)
+        self.app_start = self.app_peak = _app_private_rss()
+
+    def sample_app(self) -> int:
+        """The app process's growth since the load started, at its peak so far."""
+        self.app_peak = max(self.app_peak, _app_private_rss())
+        return self.app_peak - self.app_start
 
     def on_progress(self, event: Any) -> None:
+        self.sample_app()
         self.logic.show_progress(event)
 
     def on_volume_allocated(self, buffer: Any) -> None:
@@ -49,11 +60,16 @@ class _Observer(LoadObserver):
         self.refresher.on_buffer(buffer, placed)
 
 
+def _app_private_rss() -> int:
+    parts = rss_parts()
+    return parts["anon"] + parts["file"]
+
+
 class LoadLogic:
     """One load (or one compare series) at a time: a second Load while one runs is refused."""
 
     def __init__(self, state: Any, views: ViewLogic, catalog: Catalog, registry: Registry, load_fn: LoadFn,
-                 options_factory: Callable[..., Any], load_thread: LoadThread | None = None) -> None:
+                 options_factory: Callable[..., Any], load_thread: LoadThread | LoadProcess | None = None) -> None:
         self.state = state
         self.views = views
         self.catalog = catalog
@@ -61,8 +77,10 @@ class LoadLogic:
         self.load_fn = load_fn
         self.options_factory = options_factory
         self.contents = ContentsLogic(state, registry)
-        #: None: the load shares the app's loop (tests with fakes); else the engine runs on its own loop
+        #: None: the load shares the app's loop (tests with fakes); a LoadThread: the engine runs on a loop thread;
+        #: a LoadProcess: in the session's worker process (its memory counts in the session's)
         self.load_thread = load_thread
+        self.contents.account.measure = self.session_rss
         self.task: asyncio.Task | None = None
         self.current_volume: Any = None
         self.current_content_id: str | None = None
@@ -169,6 +187,7 @@ class LoadLogic:
                 result = await self.load_thread.run(self.load_fn, url, mode, options=options, observer=observer)
             else:
                 result = await self.load_fn(url, mode, options=options, observer=observer)
+            app_bytes = observer.sample_app() if isinstance(self.load_thread, LoadProcess) else 0
         except asyncio.CancelledError:
             await refresher.stop()
             self._restore_views()
@@ -186,7 +205,7 @@ class LoadLogic:
             self._fail(f"{type(exc).__name__}: {exc}")
             return False
         await refresher.stop()
-        self._finish(result, entry, network, refresher, register=register, held_bytes=held)
+        self._finish(result, entry, network, refresher, register=register, held_bytes=held, app_bytes=app_bytes)
         return True
 
     def _clear_for_baseline(self) -> int:
@@ -288,7 +307,7 @@ class LoadLogic:
         self.views.show_volume(self.current_volume, draft_3d=True)
 
     def _finish(self, result: Any, entry: dict[str, Any], network: str, refresher: ProgressiveRefresher,
-                *, register: bool, held_bytes: int = 0) -> None:
+                *, register: bool, held_bytes: int = 0, app_bytes: int = 0) -> None:
         self.current_volume = result.volume
         self.views.show_volume(result.volume, reset=True, draft_3d=True)
         first = refresher.first_slice_s
@@ -300,7 +319,7 @@ class LoadLogic:
         self._run_counter += 1
         row = results.run_row(result, run=self._run_counter, ct_name=entry.get("name", entry["id"]),
                               network=network, first_slice_s=first, held_bytes=held_bytes,
-                              render_bytes=render_copy_bytes(result.volume))
+                              render_bytes=render_copy_bytes(result.volume), app_bytes=app_bytes)
         row["progressive"] = {"refreshes": refresher.refreshes, "refreshes_3d": refresher.refreshes_3d,
                               "render_s": round(refresher.render_s, 3)}
         rows = [*self.state.runs, row]
@@ -326,6 +345,10 @@ class LoadLogic:
             self.task.cancel()
         if self.load_thread is not None:
             self.load_thread.close()
+
+    def session_rss(self) -> int:
+        """The session's resident memory: this process, and its load worker if it has one."""
+        return session_rss(self.load_thread if isinstance(self.load_thread, LoadProcess) else None)
 
     def refresh_contents(self) -> None:
         """The contents list, what the budget unloaded and the memory line."""

@@ -10,6 +10,7 @@ rest for the mapper's tables). The first volume shown also leaves 37 MB of rende
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +50,14 @@ class MemoryAccount:
 
     baseline_bytes: int = 0
     caches_bytes: int = 0
+    #: the session's resident memory (the app process, plus its load worker when loads run in one)
+    measure: Callable[[], int] = current_rss
 
     def start(self) -> None:
         """Measure the idle baseline: call it whenever the session holds nothing (at start, after the last
         unload). The renderer's caches, once there, stay in the RSS and are counted apart from it."""
         release_memory()
-        self.baseline_bytes = current_rss() - self.caches_bytes
+        self.baseline_bytes = self.measure() - self.caches_bytes
 
     def shown(self) -> None:
         """A volume reached the renderer: its caches now stay."""
@@ -73,7 +76,7 @@ class MemoryAccount:
         """MB figures: contents, render copies, accounted total (baseline and caches included), RSS."""
         contents = held_volume_bytes(registry)
         extra = self.extra_bytes(registry, current_volume)
-        rss = current_rss()
+        rss = self.measure()
         total = self.baseline_bytes + self.caches_bytes + contents + extra
         return {"contents_mb": round(contents / MB, 1), "render_mb": round(extra / MB, 1),
                 "accounted_mb": round(total / MB, 1), "rss_mb": round(rss / MB, 1),

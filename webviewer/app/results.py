@@ -18,12 +18,15 @@ CSV_COLUMNS = (
 
 
 def run_row(result: Any, *, run: int, ct_name: str, network: str, first_slice_s: float | None,
-            held_bytes: int = 0, render_bytes: int = 0) -> dict[str, Any]:
+            held_bytes: int = 0, render_bytes: int = 0, app_bytes: int = 0) -> dict[str, Any]:
     """One results-table row from a LoadResult; ``first_slice_s`` is the time the first slice reached the views.
 
     ``peak_mb`` is the load's peak RSS above the RSS at its start, measured after the panes let the previous
     volume go (so nothing freed during the load hides in the baseline); ``held_bytes`` are the other contents'
-    volumes that stayed in memory throughout, ``render_bytes`` the render copies made for this volume after it."""
+    volumes that stayed in memory throughout, ``render_bytes`` the render copies made for this volume after it.
+    With a load worker process the engine's peak is the worker's (above its idle baseline) and ``app_bytes`` what
+    the app process grew meanwhile (progressive render copies; the shared volume pages counted once, as the
+    worker's): the figure is their sum."""
     m = result.metrics
     states = {k: round(float(v), 3) for k, v in (m.states or {}).items()}
     fallback = result.fallback
@@ -36,9 +39,9 @@ def run_row(result: Any, *, run: int, ct_name: str, network: str, first_slice_s:
         "total_s": round(float(m.total_s), 3),
         "first_slice_s": None if first_slice_s is None else round(first_slice_s, 3),
         "engine_first_slice_s": None if m.first_slice_s is None else round(float(m.first_slice_s), 3),
-        "peak_mb": round(m.peak_above_baseline_bytes / MB, 1),
+        "peak_mb": round((m.peak_above_baseline_bytes + app_bytes) / MB, 1),
         "volume_mb": round(m.volume_bytes / MB, 1),
-        "memory": memory_details(m, held_bytes=held_bytes, render_bytes=render_bytes),
+        "memory": memory_details(m, held_bytes=held_bytes, render_bytes=render_bytes, app_bytes=app_bytes),
         "states": states,
         "states_text": " · ".join(f"{k} {v:.2f}" for k, v in states.items()),
         "fallback": None if fallback is None else f"{_value(fallback.from_mode)} → {_value(fallback.to_mode)}",
@@ -46,12 +49,15 @@ def run_row(result: Any, *, run: int, ct_name: str, network: str, first_slice_s:
     }
 
 
-def memory_details(metrics: Any, *, held_bytes: int = 0, render_bytes: int = 0) -> dict[str, Any]:
+def memory_details(metrics: Any, *, held_bytes: int = 0, render_bytes: int = 0,
+                   app_bytes: int = 0) -> dict[str, Any]:
     """The memory column's details: each component's peak (MB), what else the session held, how it was measured."""
     comps = {k: round(int(v) / MB, 1) for k, v in (getattr(metrics, "components_peak_bytes", None) or {}).items()}
     return {
         **{f"{k}_mb": v for k, v in comps.items()},
         "render_mb": round(render_bytes / MB, 1),
+        "engine_mb": round(int(getattr(metrics, "peak_above_baseline_bytes", 0)) / MB, 1),
+        "app_mb": round(app_bytes / MB, 1),
         "held_mb": round(held_bytes / MB, 1),
         "baseline_mb": round(int(getattr(metrics, "baseline_rss_bytes", 0)) / MB, 1),
         "method": getattr(metrics, "memory_method", "none"),

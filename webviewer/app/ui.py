@@ -200,7 +200,7 @@ def _pane(pane: str, render_window: Any) -> Any:
 
 #: the memory cell's tooltip: each component's peak, what else the session held, how the peak was taken
 _MEMORY_TITLE = (
-    "row.memory ? ['zip', 'files', 'datasets', 'volume', 'render', 'held'].map("
+    "row.memory ? ['zip', 'files', 'datasets', 'volume', 'engine', 'app', 'render', 'held'].map("
     "(k) => t['mem.' + k] + ' ' + (row.memory[k + '_mb'] || 0).toFixed(1) + ' MB').join(' · ')"
     " + ' (' + row.memory.method + (row.memory.shared ? ', shared' : '') + ')' : ''"
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -267,11 +268,22 @@ class ProgressiveRefresher:
 
     async def _refresh(self) -> None:
         await asyncio.sleep(0.01)  # let pending state updates leave before the blocking render
-        if self._stopped or self._buffer is None:
+        buffer = self._buffer
+        if self._stopped or buffer is None:
             return
+        try:
+            await self._refresh_from(buffer)
+        finally:  # a buffer in the load process keeps the shown slots in place until the frames are rendered
+            done = getattr(buffer, "preview_done", None)
+            if done is not None:
+                done()
+
+    async def _refresh_from(self, buffer: Any) -> None:
         t = self.clock()
-        volume = self._buffer.preview_volume()
-        if volume is None:
+        volume = buffer.preview_volume()
+        if inspect.isawaitable(volume):  # the load process sorts and answers over its pipe
+            volume = await volume
+        if volume is None or self._stopped:
             return
         first = self.refreshes == 0
         self.views.show_preview(volume, first=first)

@@ -28,6 +28,23 @@ def current_rss() -> int:
             return 0
 
 
+def rss_parts(pid: int | str = "self") -> dict[str, int]:
+    """RssAnon, RssFile and RssShmem of a process in bytes (keys anon, file, shmem; zeros where unreadable).
+
+    Shared-memory pages mapped by two processes count in both RssShmem: add them once."""
+    parts = {"anon": 0, "file": 0, "shmem": 0}
+    keys = {b"RssAnon:": "anon", b"RssFile:": "file", b"RssShmem:": "shmem"}
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                key = keys.get(line.split(b" ", 1)[0].split(b"\t", 1)[0])
+                if key is not None:
+                    parts[key] = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return parts
+
+
 def read_hwm() -> int | None:
     """VmHWM (peak RSS since start or the last reset) in bytes, or None where unavailable."""
     try:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from webviewer.errors import DicomError, LimitExceededError
+from webviewer.loading.allocator import allocate_volume
 from webviewer.loading.dicom import HUOverflow, SliceHeader, decode_hu
 from webviewer.loading.geometry import LoadWarning, VolumePlan, plan_volume
 
@@ -138,7 +139,7 @@ def assemble_volume(
     need = plan.slices * h0.rows * h0.columns * dtype.itemsize
     if max_volume_bytes is not None and need > max_volume_bytes:
         raise _limit_error(f"({h0.columns}x{h0.rows}x{plan.slices}, {dtype})", need, max_volume_bytes)
-    hu = np.empty((plan.slices, h0.rows, h0.columns), dtype=dtype)
+    hu = allocate_volume((plan.slices, h0.rows, h0.columns), dtype)
     for k, i in enumerate(plan.order):
         np.copyto(hu[k], slices[i][1], casting="same_kind")
     volume = _volume_from_plan(hu, headers, plan)
@@ -179,6 +180,9 @@ class SliceBuffer:
         self._aside: list[tuple[SliceHeader, np.ndarray]] = []
         self._aside_bytes = 0
         self._closed = False
+        #: called by :meth:`finish` before its final sort (the load worker waits there while the app renders a
+        #: preview of these slots)
+        self.final_sort_gate: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------------------
     @property
@@ -227,7 +231,7 @@ class SliceBuffer:
                             self.capacity_hint, columns, rows)
         else:
             capacity = max(1, min(limit, (_ram_bytes() // 2) // slice_bytes))
-        self._buf = np.empty((capacity, rows, columns), dtype=dtype)
+        self._buf = allocate_volume((capacity, rows, columns), dtype)
         self.capacity = capacity
         self.shape = (rows, columns)
         log.debug("slice buffer: %d x %dx%d %s (%.0f MB virtual)", capacity, rows, columns, dtype,
@@ -246,7 +250,7 @@ class SliceBuffer:
         log.info(
             "slice buffer: growing from %d to %d slices (more slices than expected)", self.capacity, new_cap
         )
-        new = np.empty((new_cap, *self.shape), dtype=self._buf.dtype)
+        new = allocate_volume((new_cap, *self.shape), self._buf.dtype)
         new[: self.placed] = self._buf[: self.placed]
         self._buf, self.capacity = new, new_cap
 
@@ -259,7 +263,7 @@ class SliceBuffer:
                 "as float32", (self.placed + 1) * self._buf[0].nbytes * 2, self.max_volume_bytes
             )
         log.info("slice buffer: non-integer rescale, promoting int16 -> float32")
-        new = np.empty((capacity, *self.shape), dtype=_FLOAT32)
+        new = allocate_volume((capacity, *self.shape), _FLOAT32)
         np.copyto(new[: self.placed], self._buf[: self.placed])
         self._buf, self.capacity = new, capacity
 
@@ -325,6 +329,8 @@ class SliceBuffer:
 
         ``skipped``: names of skipped members (pipeline); they become the ``skipped_files`` warning.
         """
+        if self.final_sort_gate is not None:
+            self.final_sort_gate()
         with self.lock:
             self._closed = True
             aside = self._aside
@@ -344,7 +350,7 @@ class SliceBuffer:
                     raise _limit_error(
                         f"({h0.columns}x{h0.rows}x{plan.slices}, {dtype})", need, self.max_volume_bytes
                     )
-                hu = np.empty((plan.slices, h0.rows, h0.columns), dtype=dtype)
+                hu = allocate_volume((plan.slices, h0.rows, h0.columns), dtype)
                 for k, i in enumerate(plan.order):
                     np.copyto(hu[k], aside[i - self.placed][1], casting="same_kind")
                 self._release()
@@ -355,7 +361,9 @@ class SliceBuffer:
             n = plan.slices
             hu = self._buf[:n]
             if hu.dtype != dtype:  # promoted by another series' slice: back to int16 (a copy)
-                hu = hu.astype(dtype)
+                narrowed = allocate_volume(hu.shape, dtype)
+                np.copyto(narrowed, hu, casting="unsafe")
+                hu = narrowed
             sorted_headers = self._headers
             self._release()
             plan.order = list(range(n))
