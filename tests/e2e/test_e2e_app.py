@@ -101,6 +101,21 @@ def test_cancel_mid_load_then_the_next_load_finishes(viewer: ViewerPage):
     expect(viewer.result_rows()).to_have_count(runs_before + 1, timeout=LONG)
 
 
+def test_no_css_transition_or_animation_runs_while_a_load_updates_the_page(viewer: ViewerPage):
+    """The browser shares the CPUs with the load: the progress bar, sliders and buttons change without animating."""
+    viewer.select_ct("slow-ct")
+    viewer.select_network("4G")
+    viewer.choose_mode("stream-dicom")
+    viewer.load()
+    viewer.wait_state("downloading", "ready", "dicom loading")
+    viewer.page.wait_for_function("() => window.trame.state.get('percent') > 0", timeout=LONG)
+    running = viewer.page.evaluate(
+        "() => document.getAnimations().map(a => a.animationName || a.transitionProperty || 'animation')")
+    viewer.cancel()
+    assert viewer.wait_state("cancelled", "finished") in ("cancelled", "finished")
+    assert running == []
+
+
 def test_broken_ct_shows_the_error_then_the_next_load_finishes(viewer: ViewerPage):
     viewer.select_ct("broken-ct")
     viewer.choose_mode("stream-dicom")

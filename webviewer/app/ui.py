@@ -16,6 +16,13 @@ from trame.widgets import vuetify3 as v3
 from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, VIEW_REF
 from webviewer.app.state import MODES, VR_PRESETS, WL_PRESETS
 
+#: No CSS transitions or animations. During a load the progress bar, the sliders and the buttons change ~10
+#: times a second, and their transitions kept the browser repainting: with the browser on the same 2 CPUs,
+#: PoC2 took 1.19 s without them against 1.31-1.46 s with them (seed CT, 16 alternating loads, medians).
+NO_MOTION = """
+*, *::before, *::after { transition: none !important; animation: none !important; }
+"""
+
 CSS = """
 .wv-panes { display: grid; grid-template-columns: 1fr 1fr; grid-template-rows: 1fr 1fr; gap: 4px;
             height: calc(100vh - 96px); min-height: 520px; }
@@ -41,7 +48,8 @@ CSS = """
 .wv-step.done { color: #1976d2; } .wv-step.current { color: #1976d2; font-weight: 700; }
 .wv-step.failed { color: #d32f2f; }
 .wv-side { width: 360px; flex: 0 0 360px; height: calc(100vh - 64px); overflow-y: auto; }
-"""
+""" + NO_MOTION
+
 
 
 #: shown by trame's client in place of the page when its WebSocket closes (``trame__template_error``): the
