@@ -92,6 +92,9 @@ def first_images(page, t_click: int) -> tuple[float | None, float | None]:
 
 
 def one_load(page, vp: ViewerPage, mode: str) -> dict:
+    # the previous load's full-quality 3D frame (1-2 s of VTK render, 2 s after it) must not overlap this load:
+    # it holds the GIL of the app process, which also serves the CT API
+    quiet(page, 2.5, count_only=False)
     vp.choose_mode(mode)
     serial = int(vp.tid("load-serial").text_content() or 0)
     t_click = page.evaluate("() => { const t = Date.now(); "
@@ -105,10 +108,12 @@ def one_load(page, vp: ViewerPage, mode: str) -> dict:
     return row
 
 
-def quiet(page, seconds: float = 3.0) -> None:
+def quiet(page, seconds: float = 3.0, *, count_only: bool = True) -> None:
     """Wait until no pane received a frame for ``seconds`` (longer than the 3D pane's 2 s wait for its
-    full-quality frame, so that frame is in) and stop reading pixels: the interaction figures count frames only."""
-    page.evaluate("() => { window.__pixels = false; }")
+    full-quality frame, so that frame is in); ``count_only``: stop reading pixels (the interaction figures count
+    frames only)."""
+    if count_only:
+        page.evaluate("() => { window.__pixels = false; }")
     total = "() => Object.values(window.__loads).reduce((n, l) => n + l.length, 0)"
     last, since = -1, time.time()
     while time.time() - since < seconds:
