@@ -13,6 +13,7 @@ Prints both RSS pairs and whether each stays within 10 %.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -58,7 +59,13 @@ def make_data(base: Path) -> Path:
 
 
 def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 1e6
+    """The session's RSS: the app process and its load worker (shared volume pages may count in both)."""
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total / 1e6
 
 
 def unload_all(vp: ViewerPage) -> None:
