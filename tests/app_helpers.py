@@ -228,3 +228,13 @@ class FakeRegistry:
 
     def remove(self, cid) -> bool:
         return self.items.pop(cid, None) is not None
+
+
+def write_memory_ct(base: Any, ct_id: str, seed: int) -> Any:
+    """A 256x256x80 synthetic CT zipped as ``<base>/data/<ct_id>.zip`` for the memory tests; returns the data dir."""
+    from webviewer.api.samples import SeriesSpec, write_series, zip_folder
+
+    write_series(base / "work", SeriesSpec(rows=256, columns=256, slices=80, seed=seed, description="Memory CT"))
+    (base / "data").mkdir()
+    zip_folder(base / "work", base / "data" / f"{ct_id}.zip")
+    return base / "data"

@@ -11,12 +11,11 @@ import uuid
 import weakref
 
 import pytest
-from app_helpers import FakeRenderer
+from app_helpers import FakeRenderer, write_memory_ct
 from trame.app import get_server
 
 from webviewer.api.app import start_api_server
 from webviewer.api.catalog import Catalog
-from webviewer.api.samples import SeriesSpec, write_series, zip_folder
 from webviewer.app.catalog import CatalogSource
 from webviewer.app.core import WebViewerApp
 from webviewer.loading import load as engine_load
@@ -26,11 +25,7 @@ CT = "memory-ct"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("honest-memory")
-    write_series(base / "work", SeriesSpec(rows=256, columns=256, slices=80, seed=11, description="Memory CT"))
-    (base / "data").mkdir()
-    zip_folder(base / "work", base / "data" / f"{CT}.zip")
-    return base / "data"
+    return write_memory_ct(tmp_path_factory.mktemp("honest-memory"), CT, seed=11)
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ import uuid
 
 import psutil
 import pytest
-from app_helpers import FakeRenderer
+from app_helpers import FakeRenderer, write_memory_ct
 from test_app_load_process import memfds
 from trame.app import get_server
 
 from webviewer.api.app import start_api_server
 from webviewer.api.catalog import Catalog
-from webviewer.api.samples import SeriesSpec, write_series, zip_folder
 from webviewer.app.catalog import CatalogSource
 from webviewer.app.core import WebViewerApp
 from webviewer.app.load_process import LoadProcess
@@ -25,11 +24,7 @@ CT = "memory-process-ct"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("memory-process")
-    write_series(base / "work", SeriesSpec(rows=256, columns=256, slices=80, seed=12, description="Memory CT"))
-    (base / "data").mkdir()
-    zip_folder(base / "work", base / "data" / f"{CT}.zip")
-    return base / "data"
+    return write_memory_ct(tmp_path_factory.mktemp("memory-process"), CT, seed=12)
 
 
 @pytest.fixture
