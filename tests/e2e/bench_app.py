@@ -3,13 +3,15 @@
 Run from the repository root, on an otherwise idle machine:
 
     .venv/bin/python tests/e2e/bench_app.py [--rounds 3] [--progressive both|on|off] [--load-in process|thread]
-        [--port PORT]
+        [--api-in app|process] [--port PORT]
 
-It starts `webviewer --samples tiny,seed` (the CT API mounted in the app), drives Debian's Chromium like a user:
+It starts `webviewer --samples tiny,seed` (the CT API mounted in the app, or with ``--api-in process`` a
+`webviewer-api` process of its own that the app reaches with ``--api``), drives Debian's Chromium like a user:
 seed-sized CT, Unlimited, the modes interleaved (Batch, PoC1, PoC2) for ``--rounds`` rounds, and reads the values
 the app's results table shows (``window.trame.state``). It also runs `webviewer-load` on the same URL for the
 engine-alone PoC2 figure, times the first axial and 3D images after Load, and measures 3D rotation and slice
-scrolling idle and the 2D panes while a load runs. It prints the issue-11 targets table.
+scrolling idle and the 2D panes while a load runs. Each load's row also has the CPU seconds (user, system) that
+the app process, its load worker and Chromium spent over it. It prints the issue-11 targets table.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,22 +60,62 @@ WATCH = """
 """
 
 
-def start_server(port: int, extra: list[str]) -> subprocess.Popen:
+def start_server(port: int, extra: list[str], *, api: str | None = None) -> subprocess.Popen:
+    """The app on ``port``: the CT API mounted in it, or the one at ``api`` (``--api``)."""
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
     cmd = [str(ROOT / ".venv/bin/webviewer"), "--server", "--port", str(port), "--samples", "tiny,seed", *extra]
+    cmd += ["--api", api] if api else []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    return proc
+
+
+def start_api(port: int) -> subprocess.Popen:
+    """The CT API in a process of its own (the samples the app would mount)."""
+    cmd = [str(ROOT / ".venv/bin/webviewer-api"), "--port", str(port), "--samples", "tiny,seed"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/api/cts", proc)
+    return proc
+
+
+def wait_http(url: str, proc: subprocess.Popen) -> None:
     for _ in range(1200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cts", timeout=2)
-            return proc
+            urllib.request.urlopen(url, timeout=2)
+            return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError("the app did not start")
+    raise RuntimeError(f"{url} did not answer")
 
 
-def engine_alone(port: int, runs: int) -> list[float]:
-    """`webviewer-load` PoC2 on the app's own CT API (a fresh process per run)."""
-    url = f"http://127.0.0.1:{port}/api/cts/sample-seed/archive"
+def cpu_seconds(app: psutil.Process, browser_pid: int | None) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds so far of the app process, its children (the load worker) and Chromium."""
+    def total(procs: list[psutil.Process]) -> tuple[float, float]:
+        user = system = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            user, system = user + t.user, system + t.system
+        return user, system
+
+    chromium: list[psutil.Process] = []
+    if browser_pid is not None:
+        root = psutil.Process(browser_pid)
+        chromium = [root, *root.children(recursive=True)]
+    return {"app": total([app]), "worker": total(app.children(recursive=True)), "chromium": total(chromium)}
+
+
+def cpu_delta(before: dict, after: dict) -> dict[str, list[float]]:
+    return {k: [round(a - b, 2) for a, b in zip(after[k], before[k], strict=True)] for k in before}
+
+
+def engine_alone(api: str, runs: int) -> list[float]:
+    """`webviewer-load` PoC2 on the CT API the app used (a fresh process per run)."""
+    url = f"{api}/api/cts/sample-seed/archive"
     out = []
     for _ in range(runs):
         text = subprocess.run([str(ROOT / ".venv/bin/webviewer-load"), url, "--mode", "stream-dicom", "--json",
@@ -91,12 +134,14 @@ def first_images(page, t_click: int) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
-def one_load(page, vp: ViewerPage, mode: str) -> dict:
+def one_load(page, vp: ViewerPage, mode: str, cpu=None) -> dict:
+    """One Load in ``mode``; its row of the results table, first images and (``cpu()``) CPU seconds per process."""
     # the previous load's full-quality 3D frame (1-2 s of VTK render, 2 s after it) must not overlap this load:
     # it holds the GIL of the app process, which also serves the CT API
     quiet(page, 2.5, count_only=False)
     vp.choose_mode(mode)
     serial = int(vp.tid("load-serial").text_content() or 0)
+    before = cpu() if cpu else None
     t_click = page.evaluate("() => { const t = Date.now(); "
                             "document.querySelector('[data-testid=\"load-button\"]').click(); return t; }")
     expect(vp.tid("load-serial")).to_have_text(str(serial + 1), timeout=90_000)
@@ -105,6 +150,8 @@ def one_load(page, vp: ViewerPage, mode: str) -> dict:
     page.wait_for_timeout(1500)  # the last frames land
     row = page.evaluate("() => window.trame.state.get('runs').slice(-1)[0]")
     row["first_axial_s"], row["first_3d_s"] = first_images(page, t_click)
+    if before is not None:
+        row["cpu_s"] = cpu_delta(before, cpu())
     return row
 
 
@@ -174,9 +221,22 @@ def fps_while_loading(page, vp: ViewerPage) -> float:
     return n / dt if dt > 0 else float("nan")
 
 
+def chromium_pid() -> int | None:
+    """The browser's main process among this script's descendants (Playwright's driver starts it)."""
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in p.name().lower() and "chrom" not in p.parent().name().lower():
+                return p.pid
+        except psutil.Error:
+            continue
+    return None
+
+
 def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tuple[str, ...] = MODES,
-            viewport: tuple[int, int] = (1720, 1180)) -> dict:
-    proc = start_server(port, extra)
+            viewport: tuple[int, int] = (1720, 1180), api_in: str = "app") -> dict:
+    api_proc = start_api(port + 100) if api_in == "process" else None
+    api = f"http://127.0.0.1:{port + 100}" if api_proc else f"http://127.0.0.1:{port}"
+    proc = start_server(port, extra, api=api if api_proc else None)
     spy = None
     if os.environ.get("BENCH_PYSPY"):  # profile the app's process: collapsed stacks for the issue note
         spy = subprocess.Popen([str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(proc.pid), "--format", "raw",
@@ -190,7 +250,9 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tup
             page.evaluate(WATCH)
             vp.select_ct("seed size")
             vp.select_network("Unlimited")
-            rows = [one_load(page, vp, mode) for _ in range(rounds) for mode in modes]
+            app, browser_pid = psutil.Process(proc.pid), chromium_pid()
+            rows = [one_load(page, vp, mode, lambda: cpu_seconds(app, browser_pid))
+                    for _ in range(rounds) for mode in modes]
             out = {"rows": rows}
             if interact:
                 quiet(page)
@@ -199,7 +261,7 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tup
                 out["scroll_fps"] = fps_scroll(page)
                 out["loading_2d_fps"] = fps_while_loading(page, vp)
             browser.close()
-        out["engine_poc2_s"] = engine_alone(port, rounds) if interact else []
+        out["engine_poc2_s"] = engine_alone(api, rounds) if interact else []
         return out
     finally:
         if spy is not None:
@@ -207,6 +269,9 @@ def run_app(port: int, extra: list[str], rounds: int, interact: bool, modes: tup
             spy.wait()
         proc.terminate()
         proc.wait()
+        if api_proc is not None:
+            api_proc.terminate()
+            api_proc.wait()
 
 
 def med(rows: list[dict], mode: str, key: str) -> float:
@@ -216,10 +281,12 @@ def med(rows: list[dict], mode: str, key: str) -> float:
 
 def report(on: dict, off: dict | None) -> None:
     rows = on["rows"]
-    print("\nrun | mode | total s | first slice s | peak MB | volume MB | first axial s | first 3D s")
+    print("\nrun | mode | total s | first slice s | peak MB | volume MB | first axial s | first 3D s | states | "
+          "CPU s user/system: app, worker, Chromium")
     for r in rows:
+        cpu = ", ".join(f"{u:.2f}/{s:.2f}" for u, s in r.get("cpu_s", {}).values())
         print(f"{r['run']} | {r['mode']} | {r['total_s']:.2f} | {r['first_slice_s']} | {r['peak_mb']:.1f} | "
-              f"{r['volume_mb']:.1f} | {r['first_axial_s']} | {r['first_3d_s']}")
+              f"{r['volume_mb']:.1f} | {r['first_axial_s']} | {r['first_3d_s']} | {r['states_text']} | {cpu}")
     b, p = med(rows, "batch", "total_s"), med(rows, "stream-dicom", "total_s")
     bm, pm, vol = med(rows, "batch", "peak_mb"), med(rows, "stream-dicom", "peak_mb"), med(rows, "stream-dicom",
                                                                                           "volume_mb")
@@ -253,6 +320,8 @@ def main() -> None:
     ap.add_argument("--viewport", default="1580x1000", help="browser size; 1580x1000 gives the 600x450 panes of the targets")
     ap.add_argument("--load-in", choices=("process", "thread"), default="process",
                     help="where the app runs its loads (webviewer --load-in)")
+    ap.add_argument("--api-in", choices=("app", "process"), default="app",
+                    help="the CT API mounted in the app (as `make run`), or a webviewer-api process of its own")
     args = ap.parse_args()
     where = ["--load-in", args.load_in]
     print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
@@ -260,10 +329,11 @@ def main() -> None:
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     width, height = (int(v) for v in args.viewport.lower().split("x"))
     if args.progressive in ("both", "on"):
-        on = run_app(args.port, where, args.rounds, interact=True, modes=modes, viewport=(width, height))
+        on = run_app(args.port, where, args.rounds, interact=True, modes=modes, viewport=(width, height),
+                     api_in=args.api_in)
     if args.progressive in ("both", "off"):
         off = run_app(args.port + 1, [*where, "--progressive-interval-s", "0"], args.rounds, interact=on is None,
-                      modes=modes, viewport=(width, height))
+                      modes=modes, viewport=(width, height), api_in=args.api_in)
     if args.json:
         Path(args.json).write_text(json.dumps({"on": on, "off": off}, indent=2))
     report(on or off, off if on is not None else None)
