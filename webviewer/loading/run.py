@@ -23,7 +23,7 @@ from webviewer.loading.members import Divert
 from webviewer.loading.metrics import MetricsRecorder
 from webviewer.loading.progress import LoadState, ProgressReporter
 from webviewer.loading.result import LoadOptions
-from webviewer.loading.source import FileSource, FolderSource, Source
+from webviewer.loading.source import Source
 from webviewer.loading.unzip import (
     ChunkBridge,
     Member,
@@ -205,11 +205,12 @@ class LoadRun:
         READY is set when the last byte was downloaded (the worker may still be finishing its last members).
         """
         src = self.source
-        if isinstance(src, FileSource):
+        local = src.local_chunks()
+        if local is not None:
             counter = {"n": 0}
 
             def file_chunks() -> Iterator[bytes]:
-                for chunk in self._counted(src.iter_sync()):
+                for chunk in self._counted(local):
                     counter["n"] += len(chunk)
                     yield chunk
                 self.loop.call_soon_threadsafe(self.set_state, LoadState.READY)
@@ -381,9 +382,7 @@ class LoadRun:
 
     def folder_members(self) -> Iterator[Member]:
         """Members of a local folder source, counted as downloaded; junk names come back as skipped members."""
-        src = self.source
-        assert isinstance(src, FolderSource)
-        for name, data in src.iter_members():
+        for name, data in self.source.iter_members():
             self.check_stop()
             self.add_downloaded(len(data))
             reason = dicom.skip_reason_for_name(name)

@@ -107,6 +107,11 @@ class Source:
         """The whole body read from local storage in this (worker) thread; None: download it with chunks()."""
         return None
 
+    def local_chunks(self) -> Iterator[bytes] | None:
+        """The body's chunks read from local storage on the calling (worker) thread, with no event-loop hops;
+        None: download it with :meth:`chunks`."""
+        return None
+
     def iter_members(self) -> Iterator[tuple[str, bytes]]:
         """(name, bytes) of each member of a source without a body (``has_body`` False)."""
         raise NotImplementedError(f"{type(self).__name__} has a body to unzip, not members of its own")
@@ -152,6 +157,9 @@ class FileSource(Source):
                 yield chunk
             if head is not None:
                 check_zip_magic(head, str(self.path))
+
+    def local_chunks(self) -> Iterator[bytes]:
+        return self.iter_sync()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         it = self.iter_sync()
