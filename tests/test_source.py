@@ -70,13 +70,13 @@ async def test_file_source_reads_and_counts(tmp_path):
     z.write_bytes(data)
     src = FileSource(str(z))
     assert await read_all(src) == data
-    assert b"".join(src.iter_sync(7)) == data
+    assert b"".join(src.local_chunks(7)) == data
     assert await src.member_count() == 12  # junk and empty members are not counted
     (tmp_path / "page.zip").write_bytes(b"<html>oops</html>")
     with pytest.raises(ArchiveError):
-        list(FileSource(str(tmp_path / "page.zip")).iter_sync())
+        list(FileSource(str(tmp_path / "page.zip")).local_chunks())
     with pytest.raises(LimitExceededError):
-        list(FileSource(str(z), SourceOptions(limits=Limits(max_archive_bytes=100))).iter_sync())
+        list(FileSource(str(z), SourceOptions(limits=Limits(max_archive_bytes=100))).local_chunks())
 
 
 async def test_folder_source(tmp_path):

@@ -108,8 +108,7 @@ class Source:
         return None
 
     def local_chunks(self) -> Iterator[bytes] | None:
-        """The body's chunks read from local storage on the calling (worker) thread, with no event-loop hops;
-        None: download it with :meth:`chunks`."""
+        """The body's chunks read on the calling (worker) thread, no event-loop hops; None: download with chunks()."""
         return None
 
     def iter_members(self) -> Iterator[tuple[str, bytes]]:
@@ -141,7 +140,7 @@ class FileSource(Source):
         self.size = self.path.stat().st_size
         self._directory: list[ZipEntry] | None | object = _UNKNOWN
 
-    def iter_sync(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
+    def local_chunks(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
         """Read the file in chunks (for a worker thread; no event loop hops)."""
         chunk_bytes = chunk_bytes or CHUNK_BYTES  # module global: tests vary it (chunk-boundary matrix)
         self.limits.check_archive(self.size or 0)
@@ -158,11 +157,8 @@ class FileSource(Source):
             if head is not None:
                 check_zip_magic(head, str(self.path))
 
-    def local_chunks(self) -> Iterator[bytes]:
-        return self.iter_sync()
-
     async def chunks(self) -> AsyncIterator[bytes]:
-        it = self.iter_sync()
+        it = self.local_chunks()
         while True:
             chunk = await asyncio.to_thread(next, it, None)
             if chunk is None:
@@ -237,14 +233,11 @@ class HttpSource(Source):
         self._directory: list[ZipEntry] | None | object = _UNKNOWN
         self._directory_lock = asyncio.Lock()
         self._entry_count: int | None = None
-        #: archive size the Range probe saw (compared with the download's Content-Length)
-        self.probed_size: int | None = None
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         o = self.options
-        return aiohttp.ClientTimeout(
-            total=None, connect=o.connect_timeout_s, sock_connect=o.connect_timeout_s, sock_read=o.stall_timeout_s
-        )
+        return aiohttp.ClientTimeout(total=None, connect=o.connect_timeout_s, sock_connect=o.connect_timeout_s,
+                                     sock_read=o.stall_timeout_s)
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
