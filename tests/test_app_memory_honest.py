@@ -43,9 +43,11 @@ class Spy:
         self.at_start: list[dict] = []
         self.previous: weakref.ref | None = None
         self.under_way = threading.Event()
+        self.events: list = []
 
     async def __call__(self, url, mode, *, options=None, observer=None):
         app = self.app_ref[0]
+        self.events.append("load")
         gc.collect()
         self.at_start.append({"renderer_volume": app.renderer.volume,
                               "previous_alive": self.previous is not None and self.previous() is not None})
@@ -66,11 +68,11 @@ class Spy:
         return result
 
 
-async def make_app(api, spy=None):
+async def make_app(api, spy=None, *, threaded: bool = True):
     server = get_server(f"test-honest-{uuid.uuid4().hex}", client_type="vue3")
     holder: list = []
     app = WebViewerApp(server, catalog_source=CatalogSource(api_url=api), renderer=FakeRenderer(),
-                       memory_poll_s=0, load_fn=spy, threaded_load=True)
+                       memory_poll_s=0, load_fn=spy, threaded_load=threaded)
     holder.append(app)
     if spy is not None:
         spy.app_ref = holder
@@ -114,6 +116,28 @@ async def test_the_previous_volume_is_gone_before_the_next_load_starts(api):
             assert seen["renderer_volume"] is None
             assert seen["previous_alive"] is False
         assert len(app.state.runs) == 3 and len(app.state.contents) == 1
+    finally:
+        app.loader.close()
+
+
+async def test_the_emptied_panes_are_pushed_once_the_next_load_has_started(api):
+    """The black frames of the emptied panes are not on the path from the Load click to the first image: the load
+    starts first (here on the loop: its start is recorded before it yields), then the panes are pushed."""
+    spy = Spy([])
+    app = await make_app(api, spy, threaded=False)
+    events = spy.events
+    real_push = app.views.push
+    app.views.push = lambda panes=None: (events.append(("push", bool(app.state.has_volume), panes)),
+                                         real_push(panes))
+    try:
+        for _ in range(2):
+            app.ctrl.load(CT, "stream-dicom", "unlimited")
+            await app.loader.task
+            assert app.state.load_state == "finished", app.state.error_message
+        second = events.index("load", events.index("load") + 1)
+        assert ("push", False, None) not in events[:second]  # not before the second load started
+        assert events[second + 1] == ("push", False, None)  # then: the emptied panes, once the load was under way
+        assert events[-1][1] is True  # and the finished volume
     finally:
         app.loader.close()
 

@@ -11,7 +11,7 @@ import pytest
 from webviewer.loading.volume import CTVolume
 from webviewer.rendering import FourPaneRenderer, auto_window, labels_for_view
 from webviewer.rendering.orientation import pane_views
-from webviewer.rendering.volume_view import decimation_strides
+from webviewer.rendering.volume_view import PREVIEW_3D_VOXELS, decimation_strides
 
 NX, NY, NZ = 64, 56, 40
 SPACING = (3.0, 3.0, 4.0)
@@ -351,6 +351,22 @@ def test_volume_modified_progressive(renderer):
     renderer.set_volume(make_volume(buffer), reset=False)  # load finished: full quality again
     assert not renderer.volume_view.fast_updates
     assert renderer.slice_info("axial") == (NZ // 2, NZ)
+
+
+def test_a_filling_volume_gets_the_coarse_3d_preview_and_the_finished_one_the_draft(renderer):
+    """While a load runs the 3D pane renders at most PREVIEW_3D_VOXELS (a cheap frame inside a 1-s load); the
+    finished volume's draft and full quality keep more detail."""
+    renderer.set_volume(None)
+    volume = make_volume(phantom_hu(128, 128, 100))  # 1.6 M voxels
+    view = renderer.volume_view
+    renderer.volume_modified(volume)
+    assert view.preview and view.strides != (1, 1, 1)
+    assert int(np.prod(view.geometry.dims)) <= PREVIEW_3D_VOXELS
+    assert lit(renderer.capture("3d")) > 0.02
+    renderer.set_fast_3d(True)  # the load finished: the draft (4 M voxels at most) until the session is idle
+    assert view.fast_updates and not view.preview and view.strides == (1, 1, 1)
+    renderer.set_volume(volume, reset=False)
+    assert not view.fast_updates and not view.preview
 
 
 def test_large_volumes_are_decimated_for_3d_only():

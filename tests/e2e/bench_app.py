@@ -65,7 +65,9 @@ def start_server(port: int, extra: list[str], *, api: str | None = None) -> subp
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
     cmd = [str(ROOT / ".venv/bin/webviewer"), "--server", "--port", str(port), "--samples", "tiny,seed", *extra]
     cmd += ["--api", api] if api else []
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    log = os.environ.get("BENCH_LOG")  # the app's log, e.g. for its own timings
+    out = open(f"{log}-{port}.log", "w") if log else subprocess.DEVNULL  # noqa: SIM115 (the process keeps it)
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/", proc)
     return proc
 
@@ -150,6 +152,10 @@ def one_load(page, vp: ViewerPage, mode: str, cpu=None) -> dict:
     page.wait_for_timeout(1500)  # the last frames land
     row = page.evaluate("() => window.trame.state.get('runs').slice(-1)[0]")
     row["first_axial_s"], row["first_3d_s"] = first_images(page, t_click)
+    row["t_click_ms"] = t_click  # epoch ms: lines up with the app's log (BENCH_LOG)
+    loads = page.evaluate("() => window.__loads")  # the first frames after the click: ms, lit pixels (0: black)
+    row["frames_ms"] = {p: [(x["t"] - t_click, x["nb"]) for x in loads[p] if x["t"] >= t_click][:8]
+                        for p in ("axial", "3d")}
     if before is not None:
         row["cpu_s"] = cpu_delta(before, cpu())
     return row

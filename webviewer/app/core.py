@@ -18,6 +18,7 @@ from webviewer.app.guard import guard_rpcs
 from webviewer.app.load_process import LoadProcess
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.loader import LoadLogic, steps_for
+from webviewer.app.memory import freeze_startup_objects
 from webviewer.app.ports import Catalog, LoadFn, Registry, Renderer
 from webviewer.app.state import (
     NETWORKS,
@@ -381,6 +382,7 @@ def main(server: Any = None, **kwargs: Any) -> None:
                        registry=_default_registry(args.content_budget_mb),
                        progressive_interval_s=args.progressive_interval_s, load_in=args.load_in)
     log.info(describe_timeout(kwargs.get("timeout", getattr(args, "timeout", 0))))
+    freeze_startup_objects()  # the collections before each load's baseline then skip the start-up heap
     app.server.start(**kwargs)
 
 if __name__ == "__main__":

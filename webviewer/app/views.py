@@ -71,11 +71,12 @@ class ViewLogic:
         return self.pacer.active
 
     # -- volume -----------------------------------------------------------------------------------------
-    def show_volume(self, volume: Any, *, reset: bool = True, draft_3d: bool = False) -> None:
+    def show_volume(self, volume: Any, *, reset: bool = True, draft_3d: bool = False, push: bool = True) -> None:
         """Show a finished volume (or None) in every pane.
 
         ``draft_3d``: the 3D pane first shows its draft quality (~0.1 s) and renders its full quality
-        (shading gradients, 1-3 s holding the GIL) only once the session is idle (:meth:`upgrade_3d_when_idle`)."""
+        (shading gradients, 1-3 s holding the GIL) only once the session is idle (:meth:`upgrade_3d_when_idle`).
+        ``push=False``: the panes are updated but not rendered; the caller pushes them."""
         self._cancel_upgrade()
         self.renderer.set_volume(volume, reset=reset)
         draft = draft_3d and volume is not None and hasattr(self.renderer, "set_fast_3d")
@@ -83,7 +84,8 @@ class ViewLogic:
             self.renderer.set_fast_3d(True)
         self.apply_presets()
         self.sync_state(has_volume=volume is not None)
-        self.push()
+        if push:
+            self.push()
         if draft:
             self.upgrade_3d_when_idle()
 
@@ -210,9 +212,10 @@ class ProgressiveRefresher:
     VTK renders hold the GIL, so every progressive frame slows the load down. The refresher measures what its
     renders cost and keeps them under ``max_duty`` of the wall time, half for the 2D panes and half for the 3D
     pane: after 2D renders that took ``c`` seconds the next refresh waits ``max(interval_s, c / (max_duty / 2))``.
-    The first refresh shows the axial pane alone (the first frames of a pane build its pipeline: measured 0.5-0.9 s
-    for all four panes under load); the next adds the other panes, the 3D pane (90-150 ms a frame on llvmpipe,
-    coarse and unshaded while loading) then only when its own cost fits its half.
+    The first refresh shows the axial pane alone (the first frames of a pane build its pipeline), and the next
+    comes ``interval_s`` later whatever the first cost, so a seed-size load shows all four panes, the 3D pane
+    coarse and unshaded (30-70 ms a frame on llvmpipe), while it runs; after that the 3D pane is refreshed only
+    when its own cost fits its half.
     """
 
     def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
@@ -295,14 +298,11 @@ class ProgressiveRefresher:
             self.first_pushed_ms = time.time() * 1000.0
         # yield between panes: trame-vtk re-polls a still-encoding image on the loop, so the axial picture
         # leaves before the slower panes
-        if first:  # the first frames build every pane's pipeline: the axial image alone, the rest when affordable
-            self._finish_refresh(cost)
+        if first:  # the axial image alone; its cost (the pipeline built once, the preview's first round trip)
+            self._finish_refresh(0.0)  # is not what refreshes cost: the other panes follow one interval later
             return
-        await asyncio.sleep(0.03)
-        if self._stopped:
-            return
-        cost += self._push(("sagittal", "coronal"))
-        # while the user scrolls a 2D pane the 3D frame (10x a 2D one) waits: the scrolled pane keeps its pace
+        # the 3D pane next (it shows the volume growing), unless the user scrolls a 2D pane (the 3D frame would
+        # slow the scrolled pane down) or its cost does not fit its share yet
         if self.clock() - self._last_3d >= self._gap_3d and not getattr(self.views, "interacting", False):
             await asyncio.sleep(0.03)
             if self._stopped:
@@ -311,6 +311,10 @@ class ProgressiveRefresher:
             self.refreshes_3d += 1
             self._last_3d = self.clock()
             self._gap_3d = cost_3d / (self.max_duty / 2)
+        await asyncio.sleep(0.03)
+        if self._stopped:
+            return
+        cost += self._push(("sagittal", "coronal"))
         self._finish_refresh(cost)
 
     def _finish_refresh(self, cost: float) -> None:

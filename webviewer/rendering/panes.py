@@ -116,15 +116,16 @@ class FourPaneRenderer:
         the same buffer (e.g. ``SliceBuffer.preview_volume()``). Costs ~1 ms (values changed in place) or a
         zero-copy rebuild of a few ms (shape, origin or buffer changed); the render pays the rest.
 
-        Switches the 3D pane to fast updates (no shading, 4x coarser copy) until the next :meth:`set_volume`:
-        call ``set_volume(final_volume, reset=False)`` when the load finishes. The cursor stays at the
+        Switches the 3D pane to its preview (no shading, a copy of at most PREVIEW_3D_VOXELS) until the next
+        :meth:`set_volume` or :meth:`set_fast_3d`: call ``set_volume(final_volume, reset=False)`` when the load
+        finishes. The cursor stays at the
         centre until the user or :meth:`set_slice` moves it; ``slice_index`` jumps the axial pane there.
         """
         if self.volume is None:
             self.set_volume(volume)
-            self.volume_view.set_fast_updates(True)
+            self.volume_view.set_fast_updates(True, preview=True)
         else:
-            self.volume_view.set_fast_updates(True)
+            self.volume_view.set_fast_updates(True, preview=True)
             hu = volume.hu
             same = (
                 self._source_ptr == hu.__array_interface__["data"][0]
