@@ -75,7 +75,7 @@ class ViewLogic:
         """Show a finished volume (or None) in every pane.
 
         ``draft_3d``: the 3D pane first shows its draft quality (~0.1 s) and renders its full quality
-        (shading gradients, 1-3 s holding the GIL) only once the session is idle (:meth:`upgrade_3d_when_idle`).
+        (shading gradients, 1-3 s of the event loop) only once the session is idle (:meth:`upgrade_3d_when_idle`).
         ``push=False``: the panes are updated but not rendered; the caller pushes them."""
         self._cancel_upgrade()
         self.renderer.set_volume(volume, reset=reset)
@@ -209,9 +209,9 @@ class ProgressiveRefresher:
     """Refreshes the panes from a filling SliceBuffer: the first slice at once, then never more often than the
     load can afford.
 
-    VTK renders hold the GIL, so every progressive frame slows the load down. The refresher measures what its
-    renders cost and keeps them under ``max_duty`` of the wall time, half for the 2D panes and half for the 3D
-    pane: after 2D renders that took ``c`` seconds the next refresh waits ``max(interval_s, c / (max_duty / 2))``.
+    Every progressive frame takes CPU the load needs (its worker, the app and the browser share the cores), so it
+    slows the load down. The refresher measures what its renders cost and keeps them under ``max_duty`` of the wall
+    time, half for the 2D panes and half for the 3D pane: after 2D renders that took ``c`` seconds the next refresh waits ``max(interval_s, c / (max_duty / 2))``.
     The first refresh shows the axial pane alone (the first frames of a pane build its pipeline), and the next
     comes ``interval_s`` later whatever the first cost, so a seed-size load shows all four panes, the 3D pane
     coarse and unshaded (30-70 ms a frame on llvmpipe), while it runs; after that the 3D pane is refreshed only
