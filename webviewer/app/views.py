@@ -211,7 +211,8 @@ class ProgressiveRefresher:
 
     Every progressive frame takes CPU the load needs (its worker, the app and the browser share the cores), so it
     slows the load down. The refresher measures what its renders cost and keeps them under ``max_duty`` of the wall
-    time, half for the 2D panes and half for the 3D pane: after 2D renders that took ``c`` seconds the next refresh waits ``max(interval_s, c / (max_duty / 2))``.
+    time, half for the 2D panes and half for the 3D pane: after 2D renders that took ``c`` seconds the next refresh
+    waits ``max(interval_s, c / (max_duty / 2))``.
     The first refresh shows the axial pane alone (the first frames of a pane build its pipeline), and the next
     comes ``interval_s`` later whatever the first cost, so a seed-size load shows all four panes, the 3D pane
     coarse and unshaded (30-70 ms a frame on llvmpipe), while it runs; after that the 3D pane is refreshed only
