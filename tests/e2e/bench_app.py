@@ -126,9 +126,8 @@ def engine_alone(api: str, runs: int) -> list[float]:
     return out
 
 
-def first_images(page, t_click: int) -> tuple[float | None, float | None]:
-    """Seconds from the Load click to the first non-black axial and 3D images."""
-    loads = page.evaluate("() => window.__loads")
+def first_images(loads: dict, t_click: int) -> tuple[float | None, float | None]:
+    """Seconds from the Load click to the first non-black axial and 3D images (``loads``: ``window.__loads``)."""
     out = []
     for pane in ("axial", "3d"):
         t = next((x["t"] for x in loads[pane] if x["t"] >= t_click and x["nb"] > 50), None)
@@ -139,7 +138,7 @@ def first_images(page, t_click: int) -> tuple[float | None, float | None]:
 def one_load(page, vp: ViewerPage, mode: str, cpu=None) -> dict:
     """One Load in ``mode``; its row of the results table, first images and (``cpu()``) CPU seconds per process."""
     # the previous load's full-quality 3D frame (1-2 s of VTK render, 2 s after it) must not overlap this load:
-    # it holds the GIL of the app process, which also serves the CT API
+    # it takes the app's event loop, which also serves the CT API, and a core
     quiet(page, 2.5, count_only=False)
     vp.choose_mode(mode)
     serial = int(vp.tid("load-serial").text_content() or 0)
@@ -151,9 +150,10 @@ def one_load(page, vp: ViewerPage, mode: str, cpu=None) -> dict:
     page.wait_for_function("() => !window.trame.state.get('busy')", timeout=90_000)
     page.wait_for_timeout(1500)  # the last frames land
     row = page.evaluate("() => window.trame.state.get('runs').slice(-1)[0]")
-    row["first_axial_s"], row["first_3d_s"] = first_images(page, t_click)
+    loads = page.evaluate("() => window.__loads")
+    row["first_axial_s"], row["first_3d_s"] = first_images(loads, t_click)
     row["t_click_ms"] = t_click  # epoch ms: lines up with the app's log (BENCH_LOG)
-    loads = page.evaluate("() => window.__loads")  # the first frames after the click: ms, lit pixels (0: black)
+    # the first frames after the click: ms, lit pixels (0: black)
     row["frames_ms"] = {p: [(x["t"] - t_click, x["nb"]) for x in loads[p] if x["t"] >= t_click][:8]
                         for p in ("axial", "3d")}
     if before is not None:

@@ -173,7 +173,6 @@ class LoadLogic:
         if refusal is not None:  # before _begin: the state, the views and the contents stay as they were
             self._fail(refusal)
             return False
-        cleared = self.current_volume is not None
         held = self._clear_for_baseline()
         self._begin(mode)
         if network != "unlimited" and not self.catalog.applies_network(ct_id):
@@ -182,8 +181,6 @@ class LoadLogic:
                 self.state.notice = self.t["network_not_applied"]
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
-        if cleared:  # the emptied panes' frames once the load was sent to the worker: off the first image's path
-            asyncio.get_running_loop().call_soon(self.views.push)
         try:
             observer = _Observer(self, refresher)
             if self.load_thread is not None:
@@ -214,11 +211,13 @@ class LoadLogic:
     def _clear_for_baseline(self) -> int:
         """Before a load: take the shown volume off the panes (its render copies, and the volume itself when no
         content holds it) and hand the memory back, so the load's baseline holds nothing it will free. The
-        emptied panes are not rendered here: the caller pushes them once the load has started.
+        emptied panes are pushed at the loop's next turn, once the load request has left: off the first image's
+        path.
 
         Returns the bytes of the volumes still held (the registry's contents): constant during the load."""
         if self.current_volume is not None:
             self.views.show_volume(None, push=False)
+            asyncio.get_running_loop().call_soon(self.views.push)
             if not self.contents.holds(self.current_volume):
                 self.current_volume = None  # a Compare modes run: nothing keeps it
             release_memory()

@@ -118,8 +118,8 @@ class FourPaneRenderer:
 
         Switches the 3D pane to its preview (no shading, a copy of at most PREVIEW_3D_VOXELS) until the next
         :meth:`set_volume` or :meth:`set_fast_3d`: call ``set_volume(final_volume, reset=False)`` when the load
-        finishes. The cursor stays at the
-        centre until the user or :meth:`set_slice` moves it; ``slice_index`` jumps the axial pane there.
+        finishes. The cursor stays at the centre until the user or :meth:`set_slice` moves it; ``slice_index``
+        jumps the axial pane there.
         """
         if self.volume is None:
             self.set_volume(volume)
