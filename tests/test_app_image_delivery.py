@@ -163,6 +163,46 @@ def test_set_view_quality_reaches_trame_vtks_real_delivery(monkeypatch):
     assert delivery.tracking_views["7"]["quality"] == image_delivery.STILL_QUALITY
 
 
+def test_a_loads_progressive_frames_are_smaller_on_trame_vtks_real_delivery(monkeypatch):
+    """While a load fills the panes their still frames are half size at quality 70; scrolling a pane meanwhile
+    is full size at the interactive quality, and its still frame after that small again; the end of the load
+    restores full size and quality (trame-vtk resizes the render window itself)."""
+    from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
+    from vtkmodules.vtkRenderingCore import vtkRenderWindow
+
+    from webviewer.app.views import ViewLogic
+
+    delivery = mod.vtkWebPublishImageDelivery(decode=False)
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(60, 40)
+    monkeypatch.setattr(delivery, "get_view", lambda view_id: window if view_id == "7" else None)
+    monkeypatch.setattr(delivery, "get_global_id", lambda view: 7)
+    delivery.tracking_views["7"] = {"enabled": True, "mtime": 0, "quality": 90, "ratio": 1, "originalSize": [60, 40]}
+    server = QualityServer(delivery, {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"})
+
+    class View:
+        pass
+
+    view = View()
+    view.server = server
+    logic = ViewLogic(state={}, renderer=object())
+    logic.views = {"axial": view}
+    tracked = delivery.tracking_views["7"]
+
+    logic.set_progressive_frames(True)
+    assert (tracked["quality"], tracked["ratio"]) == (image_delivery.PROGRESSIVE_QUALITY, image_delivery.PROGRESSIVE_RATIO)
+    assert tuple(window.GetSize()) == (30, 20)
+    logic._set_quality("axial", interactive=True)  # a scroll step during the load
+    assert (tracked["quality"], tracked["ratio"]) == (image_delivery.INTERACTIVE_QUALITY, 1.0)
+    assert tuple(window.GetSize()) == (60, 40)
+    logic._set_quality("axial", interactive=False)  # the scrolling stopped, the load still runs
+    assert tracked["ratio"] == image_delivery.PROGRESSIVE_RATIO and tuple(window.GetSize()) == (30, 20)
+    logic.set_progressive_frames(False)
+    assert (tracked["quality"], tracked["ratio"]) == (image_delivery.STILL_QUALITY, 1.0)
+    assert tuple(window.GetSize()) == (60, 40)
+
+
 def test_set_view_quality_before_a_browser_subscribed_changes_nothing(monkeypatch):
     from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
 

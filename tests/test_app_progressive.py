@@ -25,6 +25,10 @@ class CostlyViews:
         self.first_cost_s = first_cost_s
         self.pushed: list[tuple[str, ...]] = []
         self.previews = 0
+        self.frames: list[bool] = []  # set_progressive_frames calls
+
+    def set_progressive_frames(self, on: bool) -> None:
+        self.frames.append(on)
 
     def show_preview(self, volume, *, first: bool) -> None:
         self.previews += 1
@@ -70,6 +74,17 @@ async def test_a_costly_first_refresh_does_not_delay_the_other_panes():
     clock.now += 0.5
     await refresher._refresh()
     assert ("3d",) in views.pushed and refresher.refreshes_3d == 1
+
+
+async def test_the_panes_send_smaller_frames_from_the_first_refresh_until_the_refresher_stops():
+    refresher, views, clock = make()
+    await refresher._refresh()
+    assert views.frames == [True] and views.pushed == [("axial",)]
+    clock.now += 0.5
+    await refresher._refresh()
+    assert views.frames == [True]  # switched once per load
+    await refresher.stop()
+    assert views.frames == [True, False]  # full size again before the finished volume's frames
 
 
 async def test_the_3d_pane_waits_until_its_cost_fits_the_share():

@@ -39,6 +39,9 @@ VIEW_REF = "view_{pane}"
 #: JPEG quality while a pane is scrolled or dragged, and of its still frames (trame-slicer: 50 / 90)
 INTERACTIVE_QUALITY = 50
 STILL_QUALITY = 90
+#: JPEG quality and size ratio of the frames that show a volume while it loads (the finished volume's are full)
+PROGRESSIVE_QUALITY = 70
+PROGRESSIVE_RATIO = 0.5
 QUALITY_RPC = "viewport.image.push.quality"
 _NEEDED = ("delta_stale_time_before_render", "stale_count_limit", "stale_handler_count", "last_stale_time",
            "push_render", "render_stale_image")

@@ -1,8 +1,9 @@
 """Loads in a worker process of their own (:mod:`webviewer.loading.worker`), one per session, started early and
 reused; the volume comes back in shared memory and is wrapped without a copy.
 
-VTK holds the GIL while it renders (a 3D frame 90-150 ms on llvmpipe), so a load on a thread of the app process ran
-at a fraction of its speed during progressive renders. In a process of its own the load has its own GIL. The
+A load on a thread of the app process shared one GIL with the app's Python work (state pushes, the image delivery,
+the mounted CT API, the render calls around VTK, which itself releases the GIL while it renders) and ran at a
+fraction of its speed during progressive display. In a process of its own the load has its own GIL. The
 worker is a fresh interpreter (``subprocess`` + ``python -m``: no fork of a process with VTK and threads) joined by
 a socketpair; it exits when the app closes its end, when the app process dies (end of file, and Linux's
 parent-death signal), or when asked. Same contract as :class:`~webviewer.app.load_thread.LoadThread`: ``run()``

@@ -10,7 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from webviewer.app.frames import FramePacer
-from webviewer.app.image_delivery import INTERACTIVE_QUALITY, STILL_QUALITY, animating, set_view_quality
+from webviewer.app.image_delivery import (
+    INTERACTIVE_QUALITY,
+    PROGRESSIVE_QUALITY,
+    PROGRESSIVE_RATIO,
+    STILL_QUALITY,
+    animating,
+    set_view_quality,
+)
 from webviewer.app.ports import Renderer
 from webviewer.app.state import PANES, SLICE_PANES
 
@@ -25,6 +32,8 @@ class ViewLogic:
         self.renderer = renderer
         self.views: dict[str, Any] = {}
         self._syncing = False
+        #: True while a load's progressive display runs: still frames are smaller (:meth:`set_progressive_frames`)
+        self.progressive_frames = False
         #: seconds without a load before the 3D pane's full-quality frame is rendered
         self.upgrade_delay_s = 2.0
         #: returns True while a load runs (set by the app); the full-quality 3D frame waits for it to end
@@ -53,8 +62,25 @@ class ViewLogic:
 
     def _set_quality(self, pane: str, interactive: bool) -> None:
         view = self.views.get(pane)
-        if view is not None:
-            set_view_quality(getattr(view, "server", None), pane, INTERACTIVE_QUALITY if interactive else STILL_QUALITY)
+        if view is None:
+            return
+        if interactive:
+            quality, ratio = INTERACTIVE_QUALITY, 1.0
+        elif self.progressive_frames:
+            quality, ratio = PROGRESSIVE_QUALITY, PROGRESSIVE_RATIO
+        else:
+            quality, ratio = STILL_QUALITY, 1.0
+        set_view_quality(getattr(view, "server", None), pane, quality, ratio)
+
+    def set_progressive_frames(self, on: bool) -> None:
+        """While a load fills the panes (``on``), their still frames are rendered at ``PROGRESSIVE_RATIO`` of the
+        pane's size and JPEG quality ``PROGRESSIVE_QUALITY``: a quarter of the pixels to render, encode, send and
+        decode, on cores the load needs. Off: full size and quality again, before the finished volume's frames."""
+        if on == self.progressive_frames:
+            return
+        self.progressive_frames = on
+        for pane in self.views:
+            self._set_quality(pane, interactive=False)
 
     def _animating(self) -> bool:
         view = next(iter(self.views.values()), None)
@@ -217,6 +243,9 @@ class ProgressiveRefresher:
     comes ``interval_s`` later whatever the first cost, so a seed-size load shows all four panes, the 3D pane
     coarse and unshaded (30-70 ms a frame on llvmpipe), while it runs; after that the 3D pane is refreshed only
     when its own cost fits its half.
+    From the first refresh until :meth:`stop` the panes send half-size frames at JPEG quality 70
+    (:meth:`ViewLogic.set_progressive_frames`): on 2 cores shared with the browser that took the display's cost
+    from +22-66 % of a seed-size PoC2 load to about +5 % (docs/benchmarks.md).
     """
 
     def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
@@ -290,6 +319,8 @@ class ProgressiveRefresher:
         if volume is None or self._stopped:
             return
         first = self.refreshes == 0
+        if first:
+            self._frames(True)
         self.views.show_preview(volume, first=first)
         cost = self.clock() - t
         await asyncio.sleep(0)  # slice numbers out first
@@ -335,3 +366,9 @@ class ProgressiveRefresher:
             except Exception:  # a failed preview must not hide the load's own outcome
                 log.exception("progressive refresh failed")
         self._buffer = None
+        self._frames(False)  # the finished (or restored) volume's frames at full size
+
+    def _frames(self, progressive: bool) -> None:
+        setter = getattr(self.views, "set_progressive_frames", None)
+        if setter is not None:
+            setter(progressive)

@@ -87,18 +87,27 @@ def trim_heap() -> None:
 
 _malloc_trim = None
 _malloc_tuned = False
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 20
+TRIM_THRESHOLD_BYTES = 2 << 20
 
 
 def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB and turn numpy's huge-page advice off (once per process;
-    ``WEBVIEWER_MALLOC_TUNING=0`` opts out of both).
+    """Fix glibc's mmap threshold at 1 MiB, keep up to 64 MiB of freed heap per arena during a load, and turn
+    numpy's huge-page advice off (once per process; ``WEBVIEWER_MALLOC_TUNING=0`` opts out of all three).
 
-    glibc raises the threshold dynamically after large blocks are freed; later volume-sized buffers then come
-    from the heap and stay resident after they are freed, so RSS "at rest" wanders by a volume or two between
-    loads. With a fixed threshold, buffers of 1 MiB and more (ZIPs, volumes, decoded slice lists) are mapped
-    and unmapped directly; member-sized buffers (~0.5 MB) still reuse heap pages.
+    glibc raises the mmap threshold dynamically after large blocks are freed; later volume-sized buffers then
+    come from the heap and stay resident after they are freed, so RSS "at rest" wanders by a volume or two
+    between loads. With a fixed threshold, buffers of 1 MiB and more (ZIPs, volumes, decoded slice lists) are
+    mapped and unmapped directly; member-sized buffers (~0.5 MB) come from the heap.
+
+    glibc's default trim threshold (128 KiB) gave each freed member buffer back to the kernel at once, so the
+    next member faulted fresh pages in again: a PoC2 load of the seed-sized CT took ~97,000 page faults, 40 % of
+    them for member buffers (perf), and page faults are dear on this VM (0.3-1.0 s of system time a load, more
+    while the browser and the renderer compete). Keeping the freed heap for the next member cut that to ~57,000
+    and the engine's PoC2 from 0.85 to 0.76 s (docs/benchmarks.md). Every load ends with :func:`trim_heap`, which
+    still gives it all back.
     """
     global _malloc_tuned
     if _malloc_tuned or os.environ.get("WEBVIEWER_MALLOC_TUNING", "1") == "0":
@@ -108,7 +117,9 @@ def tune_malloc() -> bool:
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         return False
     return True
