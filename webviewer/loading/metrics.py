@@ -94,7 +94,7 @@ TRIM_THRESHOLD_BYTES = 2 << 20
 
 
 def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB, keep up to 64 MiB of freed heap per arena during a load, and turn
+    """Fix glibc's mmap threshold at 1 MiB, keep up to 2 MiB of freed heap per arena during a load, and turn
     numpy's huge-page advice off (once per process; ``WEBVIEWER_MALLOC_TUNING=0`` opts out of all three).
 
     glibc raises the mmap threshold dynamically after large blocks are freed; later volume-sized buffers then
@@ -102,12 +102,13 @@ def tune_malloc() -> bool:
     between loads. With a fixed threshold, buffers of 1 MiB and more (ZIPs, volumes, decoded slice lists) are
     mapped and unmapped directly; member-sized buffers (~0.5 MB) come from the heap.
 
-    glibc's default trim threshold (128 KiB) gave each freed member buffer back to the kernel at once, so the
-    next member faulted fresh pages in again: a PoC2 load of the seed-sized CT took ~97,000 page faults, 40 % of
-    them for member buffers (perf), and page faults are dear on this VM (0.3-1.0 s of system time a load, more
-    while the browser and the renderer compete). Keeping the freed heap for the next member cut that to ~57,000
-    and the engine's PoC2 from 0.85 to 0.76 s (docs/benchmarks.md). Every load ends with :func:`trim_heap`, which
-    still gives it all back.
+    Fixing the mmap threshold also freezes glibc's trim threshold at 128 KiB, which gave each freed member
+    buffer back to the kernel at once, so the next member faulted fresh pages in again: a PoC2 load of the
+    seed-sized CT took ~97,000 page faults (perf: 40 % of them member buffers), and page faults are dear on
+    this VM (0.3-1.0 s of system time a load, more while the browser and the renderer compete). A 2 MiB trim
+    threshold keeps a few freed members for the next ones: ~70,000 faults and the engine's PoC2 0.80 -> 0.75 s
+    (PoC1 and Batch unchanged); 4-64 MiB saved a little more time but added 6-11 MB to PoC2's peak
+    (docs/benchmarks.md). Every load ends with :func:`trim_heap`, which gives it all back.
     """
     global _malloc_tuned
     if _malloc_tuned or os.environ.get("WEBVIEWER_MALLOC_TUNING", "1") == "0":
