@@ -276,3 +276,30 @@ async def test_a_fallback_to_batch_switches_the_stepper(make_app):
     app.loader.show_progress(engine._event(LoadState.DECOMPRESSING))
     assert app.state.steps_mode == "batch"
     assert [s["state"] for s in app.state.steps][app.state.step_value - 1] == "decompressing"
+
+
+async def test_the_loading_panel_shows_at_most_one_progress_event_per_interval(make_app):
+    """Events of the same state within the interval are merged (the newest one shown once it has passed); a new
+    state shows at once; the end of the load shows the newest figures with its end state."""
+    app, _ = make_app()
+    await ready(app)
+    from webviewer.loading.progress import LoadState
+
+    loader = app.loader
+    loader.progress_interval_s = 0.2
+    loader._begin("stream-dicom")
+    engine = FakeEngine(10)
+    loader.on_progress(engine._event(LoadState.DOWNLOADING, placed=1))
+    loader.on_progress(engine._event(LoadState.DOWNLOADING, placed=2))
+    loader.on_progress(engine._event(LoadState.DOWNLOADING, placed=3))
+    assert app.state.files_text.startswith("1")  # the first one at once, the others wait
+    await asyncio.sleep(0.3)
+    assert app.state.files_text.startswith("3")  # the newest after the interval; 2 never shown
+    loader.on_progress(engine._event(LoadState.DICOM_LOADING, placed=4))
+    assert app.state.load_state == "dicom loading" and app.state.files_text.startswith("4")  # a new state: at once
+    loader.on_progress(engine._event(LoadState.DICOM_LOADING, placed=10))
+    assert app.state.files_text.startswith("4")
+    loader._set_terminal("finished")
+    assert app.state.load_state == "finished" and app.state.files_text.startswith("10")
+    await asyncio.sleep(0.3)
+    assert app.state.load_state == "finished"  # nothing due after the end

@@ -51,7 +51,7 @@ class _Observer(LoadObserver):
 
     def on_progress(self, event: Any) -> None:
         self.sample_app()
-        self.logic.show_progress(event)
+        self.logic.on_progress(event)
 
     def on_volume_allocated(self, buffer: Any) -> None:
         self.refresher.on_buffer(buffer, max(1, getattr(buffer, "placed", 1)))
@@ -89,6 +89,12 @@ class LoadLogic:
         self._last_state: str | None = None
         self._last_event: Any = None
         self._final_elapsed_s: float | None = None
+        #: the loading panel shows at most one progress event per interval (a new state at once, the newest
+        #: figures after the interval): every update is a state push and a re-render in the browser, whose CPU
+        #: the load needs when both share the machine
+        self.progress_interval_s = 0.25
+        self._progress_shown = float("-inf")
+        self._progress_due: asyncio.TimerHandle | None = None
         views.busy = lambda: self.running
         #: at most one progressive pane refresh per interval (~2/s)
         self.refresh_interval_s = 0.5
@@ -227,6 +233,7 @@ class LoadLogic:
         self._mode = mode
         self._last_state = None
         self._last_event = None
+        self._cancel_progress_due()
         self._final_elapsed_s = None
         steps, _ = steps_for(mode, self.t)
         with self.state:
@@ -255,44 +262,73 @@ class LoadLogic:
                 self.state.elapsed_text = fmt(self.t, "elapsed", x=f"{self._final_elapsed_s:.2f}")
         self.refresh_contents()
 
-    def show_progress(self, event: Any) -> None:
-        """Progress event → loading panel (called on the loop thread, ≤ ~10/s)."""
+    def on_progress(self, event: Any) -> None:
+        """A progress event from the engine (≤ ~10/s): shown now if its state is new or the interval has passed,
+        else shown once the interval has passed (the newest event then)."""
         self._last_event = event
+        s = getattr(event.state, "value", event.state)
+        wait = self._progress_shown + self.progress_interval_s - time.perf_counter()
+        if s != self._last_state or wait <= 0:
+            self._cancel_progress_due()
+            self.show_progress(event)
+        elif self._progress_due is None:
+            self._progress_due = asyncio.get_running_loop().call_later(wait, self._show_due_progress)
+
+    def _show_due_progress(self) -> None:
+        self._progress_due = None
+        if self._last_event is not None:
+            self.show_progress(self._last_event)
+
+    def _cancel_progress_due(self) -> None:
+        if self._progress_due is not None:
+            self._progress_due.cancel()
+            self._progress_due = None
+
+    def show_progress(self, event: Any) -> None:
+        """Progress event → loading panel (called on the loop thread)."""
+        with self.state:
+            self._apply_progress(event)
+
+    def _apply_progress(self, event: Any) -> None:
+        self._last_event = event
+        self._progress_shown = time.perf_counter()
         s = getattr(event.state, "value", event.state)
         t = self.t
         total = event.bytes_total
         files_total = event.slices_total or "?"
         files_done = max(event.files_parsed, event.slices_placed)
-        with self.state:
-            if s != self._last_state:
-                self._last_state = s
-                self.state.load_state = s
-                self.state.load_state_label = t.get(f"state.{s}", s)
-                if s not in ("error", "cancelled"):
-                    steps, index = steps_for(self._mode, t, s)
-                    if not index and s in MODE_STEPS["batch"]:  # a fallback to Batch: show Batch's steps
-                        self._mode = "batch"
-                        steps, index = steps_for("batch", t, s)
-                        self.state.steps = steps
-                        self.state.steps_mode = "batch"
-                    if index:
-                        self.state.step_value = index
-            if total:
-                self.state.percent = round(100.0 * event.bytes_downloaded / total, 1)
-                self.state.bytes_text = fmt(t, "mb_of", x=f"{event.bytes_downloaded / MB:.1f}", y=f"{total / MB:.1f}")
-            else:
-                self.state.bytes_text = fmt(t, "mb_of_unknown", x=f"{event.bytes_downloaded / MB:.1f}")
-            self.state.files_text = fmt(t, "files_of", x=files_done, y=files_total)
-            self.state.slices_text = fmt(t, "slices_placed", x=event.slices_placed, y=files_total)
-            rate = event.rate_bytes_per_s
-            if not rate and event.elapsed_s > 0:  # between chunks / at the end: the mean rate
-                rate = event.bytes_downloaded / event.elapsed_s
-            self.state.rate_text = fmt(t, "mb_per_s", x=f"{rate / MB:.1f}")
-            self.state.elapsed_text = fmt(t, "elapsed", x=f"{event.elapsed_s:.1f}")
-            self.state.memory_mb = round(event.rss_bytes / MB, 1)
-            self.state.memory_text = fmt(t, "memory", x=f"{event.rss_bytes / MB:.0f}")
+        if s != self._last_state:
+            self._last_state = s
+            self.state.load_state = s
+            self.state.load_state_label = t.get(f"state.{s}", s)
+            if s not in ("error", "cancelled"):
+                steps, index = steps_for(self._mode, t, s)
+                if not index and s in MODE_STEPS["batch"]:  # a fallback to Batch: show Batch's steps
+                    self._mode = "batch"
+                    steps, index = steps_for("batch", t, s)
+                    self.state.steps = steps
+                    self.state.steps_mode = "batch"
+                if index:
+                    self.state.step_value = index
+        if total:
+            self.state.percent = round(100.0 * event.bytes_downloaded / total, 1)
+            self.state.bytes_text = fmt(t, "mb_of", x=f"{event.bytes_downloaded / MB:.1f}", y=f"{total / MB:.1f}")
+        else:
+            self.state.bytes_text = fmt(t, "mb_of_unknown", x=f"{event.bytes_downloaded / MB:.1f}")
+        self.state.files_text = fmt(t, "files_of", x=files_done, y=files_total)
+        self.state.slices_text = fmt(t, "slices_placed", x=event.slices_placed, y=files_total)
+        rate = event.rate_bytes_per_s
+        if not rate and event.elapsed_s > 0:  # between chunks / at the end: the mean rate
+            rate = event.bytes_downloaded / event.elapsed_s
+        self.state.rate_text = fmt(t, "mb_per_s", x=f"{rate / MB:.1f}")
+        self.state.elapsed_text = fmt(t, "elapsed", x=f"{event.elapsed_s:.1f}")
+        self.state.memory_mb = round(event.rss_bytes / MB, 1)
+        self.state.memory_text = fmt(t, "memory", x=f"{event.rss_bytes / MB:.0f}")
 
     def _set_terminal(self, s: str, *, flush: bool = True) -> None:
+        if self._progress_due is not None:  # the newest figures, with the end state
+            self._cancel_progress_due()
+            self._apply_progress(self._last_event)
         self.state.load_state = s
         self.state.load_state_label = self.t.get(f"state.{s}", s)
         if s == "finished":
