@@ -286,7 +286,7 @@ async def test_the_loading_panel_shows_at_most_one_progress_event_per_interval(m
     from webviewer.loading.progress import LoadState
 
     loader = app.loader
-    loader.progress_interval_s = 0.2
+    loader.progress.interval_s = 0.2
     loader._begin("stream-dicom")
     engine = FakeEngine(10)
     loader.on_progress(engine._event(LoadState.DOWNLOADING, placed=1))

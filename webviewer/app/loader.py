@@ -14,6 +14,7 @@ from webviewer.app.i18n import fmt
 from webviewer.app.load_process import LoadProcess, session_rss
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.memory import release_memory, render_copy_bytes
+from webviewer.app.pacing import LatestEvery
 from webviewer.app.ports import Catalog, LoadFn, Registry
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
@@ -89,12 +90,10 @@ class LoadLogic:
         self._last_state: str | None = None
         self._last_event: Any = None
         self._final_elapsed_s: float | None = None
-        #: the loading panel shows at most one progress event per interval (a new state at once, the newest
-        #: figures after the interval): every update is a state push and a re-render in the browser, whose CPU
-        #: the load needs when both share the machine
-        self.progress_interval_s = 0.25
-        self._progress_shown = float("-inf")
-        self._progress_due: asyncio.TimerHandle | None = None
+        #: the loading panel shows at most one progress event per 0.25 s (a new state at once, the newest figures
+        #: after the interval): every update is a state push and a re-render in the browser, whose CPU the load
+        #: needs when both share the machine
+        self.progress = LatestEvery(self.show_progress, interval_s=0.25)
         views.busy = lambda: self.running
         #: at most one progressive pane refresh per interval (~2/s)
         self.refresh_interval_s = 0.5
@@ -233,7 +232,7 @@ class LoadLogic:
         self._mode = mode
         self._last_state = None
         self._last_event = None
-        self._cancel_progress_due()
+        self.progress.cancel()
         self._final_elapsed_s = None
         steps, _ = steps_for(mode, self.t)
         with self.state:
@@ -263,26 +262,9 @@ class LoadLogic:
         self.refresh_contents()
 
     def on_progress(self, event: Any) -> None:
-        """A progress event from the engine (≤ ~10/s): shown now if its state is new or the interval has passed,
-        else shown once the interval has passed (the newest event then)."""
+        """A progress event from the engine (≤ ~10/s): shown at once if its state is new, else paced."""
         self._last_event = event
-        s = getattr(event.state, "value", event.state)
-        wait = self._progress_shown + self.progress_interval_s - time.perf_counter()
-        if s != self._last_state or wait <= 0:
-            self._cancel_progress_due()
-            self.show_progress(event)
-        elif self._progress_due is None:
-            self._progress_due = asyncio.get_running_loop().call_later(wait, self._show_due_progress)
-
-    def _show_due_progress(self) -> None:
-        self._progress_due = None
-        if self._last_event is not None:
-            self.show_progress(self._last_event)
-
-    def _cancel_progress_due(self) -> None:
-        if self._progress_due is not None:
-            self._progress_due.cancel()
-            self._progress_due = None
+        self.progress.offer(event, urgent=getattr(event.state, "value", event.state) != self._last_state)
 
     def show_progress(self, event: Any) -> None:
         """Progress event → loading panel (called on the loop thread)."""
@@ -291,7 +273,6 @@ class LoadLogic:
 
     def _apply_progress(self, event: Any) -> None:
         self._last_event = event
-        self._progress_shown = time.perf_counter()
         s = getattr(event.state, "value", event.state)
         t = self.t
         total = event.bytes_total
@@ -326,9 +307,9 @@ class LoadLogic:
         self.state.memory_text = fmt(t, "memory", x=f"{event.rss_bytes / MB:.0f}")
 
     def _set_terminal(self, s: str, *, flush: bool = True) -> None:
-        if self._progress_due is not None:  # the newest figures, with the end state
-            self._cancel_progress_due()
-            self._apply_progress(self._last_event)
+        due = self.progress.take_due()
+        if due is not None:  # the newest figures, with the end state
+            self._apply_progress(due)
         self.state.load_state = s
         self.state.load_state_label = self.t.get(f"state.{s}", s)
         if s == "finished":
