@@ -11,6 +11,7 @@ from typing import Any
 from webviewer.app import results
 from webviewer.app.contents import ContentsLogic
 from webviewer.app.i18n import fmt
+from webviewer.app.load_observer import SessionObserver
 from webviewer.app.load_process import LoadProcess, session_rss
 from webviewer.app.load_thread import LoadThread
 from webviewer.app.memory import release_memory, render_copy_bytes
@@ -19,12 +20,9 @@ from webviewer.app.ports import Catalog, LoadFn, Registry
 from webviewer.app.state import END_STATES, MODE_STEPS, MODES
 from webviewer.app.views import ProgressiveRefresher, ViewLogic
 from webviewer.errors import WebViewerError
-from webviewer.loading.metrics import rss_parts
-from webviewer.loading.progress import LoadObserver
 from webviewer.units import MB
 
 log = logging.getLogger(__name__)
-
 
 
 def steps_for(mode: str, t: dict[str, str], current: str | None = None) -> tuple[list[dict[str, Any]], int]:
@@ -33,37 +31,6 @@ def steps_for(mode: str, t: dict[str, str], current: str | None = None) -> tuple
     items = [{"title": t.get(f"state.{s}", s), "value": i + 1, "state": s} for i, s in enumerate(names)]
     index = names.index(current) + 1 if current in names else 0
     return items, index
-
-
-class _Observer(LoadObserver):
-    """Forwards the engine's callbacks (on the loop thread) to the LoadLogic."""
-
-    def __init__(self, logic: LoadLogic, refresher: ProgressiveRefresher) -> None:
-        self.logic = logic
-        self.refresher = refresher
-        #: the app process's own memory (anon + file: the shared volume pages are the worker's) at the start
-        #: and its peak while the load runs (render copies of the progressive frames)
-        self.app_start = self.app_peak = _app_private_rss()
-
-    def sample_app(self) -> int:
-        """The app process's growth since the load started, at its peak so far."""
-        self.app_peak = max(self.app_peak, _app_private_rss())
-        return self.app_peak - self.app_start
-
-    def on_progress(self, event: Any) -> None:
-        self.sample_app()
-        self.logic.on_progress(event)
-
-    def on_volume_allocated(self, buffer: Any) -> None:
-        self.refresher.on_buffer(buffer, max(1, getattr(buffer, "placed", 1)))
-
-    def on_slices_placed(self, buffer: Any, placed: int) -> None:
-        self.refresher.on_buffer(buffer, placed)
-
-
-def _app_private_rss() -> int:
-    parts = rss_parts()
-    return parts["anon"] + parts["file"]
 
 
 class LoadLogic:
@@ -94,6 +61,7 @@ class LoadLogic:
         #: after the interval): every update is a state push and a re-render in the browser, whose CPU the load
         #: needs when both share the machine
         self.progress = LatestEvery(self.show_progress, interval_s=0.25)
+        self._download_s: float | None = None  # seconds the download took (known once the state moved on)
         views.busy = lambda: self.running
         #: at most one progressive pane refresh per interval (~2/s)
         self.refresh_interval_s = 0.5
@@ -187,7 +155,7 @@ class LoadLogic:
         refresher = ProgressiveRefresher(self.views, interval_s=self.refresh_interval_s)
         refresher.start()
         try:
-            observer = _Observer(self, refresher)
+            observer = SessionObserver(self, refresher)
             if self.load_thread is not None:
                 result = await self.load_thread.run(self.load_fn, url, mode, options=options, observer=observer)
             else:
@@ -232,6 +200,7 @@ class LoadLogic:
         self._mode = mode
         self._last_state = None
         self._last_event = None
+        self._download_s: float | None = None
         self.progress.cancel()
         self._final_elapsed_s = None
         steps, _ = steps_for(mode, self.t)
@@ -298,13 +267,24 @@ class LoadLogic:
             self.state.bytes_text = fmt(t, "mb_of_unknown", x=f"{event.bytes_downloaded / MB:.1f}")
         self.state.files_text = fmt(t, "files_of", x=files_done, y=files_total)
         self.state.slices_text = fmt(t, "slices_placed", x=event.slices_placed, y=files_total)
-        rate = event.rate_bytes_per_s
-        if not rate and event.elapsed_s > 0:  # between chunks / at the end: the mean rate
-            rate = event.bytes_downloaded / event.elapsed_s
+        rate = self._rate(s, event)
         self.state.rate_text = fmt(t, "mb_per_s", x=f"{rate / MB:.1f}")
         self.state.elapsed_text = fmt(t, "elapsed", x=f"{event.elapsed_s:.1f}")
         self.state.memory_mb = round(event.rss_bytes / MB, 1)
         self.state.memory_text = fmt(t, "memory", x=f"{event.rss_bytes / MB:.0f}")
+
+    def _rate(self, s: str, event: Any) -> float:
+        """While downloading, the engine's recent rate; once the bytes are in, the download's mean rate (the
+        recent one then covers the parsing after the last chunk, not the network)."""
+        if s == "downloading":
+            self._download_s = None
+            rate = event.rate_bytes_per_s
+            if not rate and event.elapsed_s > 0:  # between chunks: the mean rate
+                rate = event.bytes_downloaded / event.elapsed_s
+            return rate
+        if self._download_s is None:
+            self._download_s = event.elapsed_s
+        return event.bytes_downloaded / self._download_s if self._download_s > 0 else 0.0
 
     def _set_terminal(self, s: str, *, flush: bool = True) -> None:
         due = self.progress.take_due()
