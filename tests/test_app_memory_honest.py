@@ -128,7 +128,8 @@ async def test_the_emptied_panes_are_pushed_once_the_next_load_has_started(api):
     events = spy.events
     real_push = app.views.push
     app.views.push = lambda panes=None: (events.append(("push", bool(app.state.has_volume), panes)),
-                                         real_push(panes))
+                                         frames.append(app.views.progressive_frames), real_push(panes))
+    frames: list[bool] = []
     try:
         for _ in range(2):
             app.ctrl.load(CT, "stream-dicom", "unlimited")
@@ -137,7 +138,10 @@ async def test_the_emptied_panes_are_pushed_once_the_next_load_has_started(api):
         second = events.index("load", events.index("load") + 1)
         assert ("push", False, None) not in events[:second]  # not before the second load started
         assert events[second + 1] == ("push", False, None)  # then: the emptied panes, once the load was under way
-        assert events[-1][1] is True  # and the finished volume
+        pushes = [e for e in events if e != "load"]
+        # the black frames at the load's small progressive size; the finished volume's at full size
+        assert frames[pushes.index(("push", False, None))] is True
+        assert events[-1][1] is True and frames[-1] is False
     finally:
         app.loader.close()
 

@@ -185,10 +185,11 @@ class LoadLogic:
         """Before a load: take the shown volume off the panes (its render copies, and the volume itself when no
         content holds it) and hand the memory back, so the load's baseline holds nothing it will free. The
         emptied panes are pushed at the loop's next turn, once the load request has left: off the first image's
-        path.
+        path, and as small frames (the load's progressive frame size, which the refresher's stop() ends).
 
         Returns the bytes of the volumes still held (the registry's contents): constant during the load."""
         if self.current_volume is not None:
+            self.views.set_progressive_frames(True)
             self.views.show_volume(None, push=False)
             asyncio.get_running_loop().call_soon(self.views.push)
             if not self.contents.holds(self.current_volume):
