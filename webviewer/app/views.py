@@ -245,7 +245,7 @@ class ProgressiveRefresher:
     when its own cost fits its half.
     From the first refresh until :meth:`stop` the panes send half-size frames at JPEG quality 70
     (:meth:`ViewLogic.set_progressive_frames`): on 2 cores shared with the browser that took the display's cost
-    from +22-66 % of a seed-size PoC2 load to about +5 % (docs/benchmarks.md).
+    from +22-66 % of a seed-size PoC2 load to +5-15 % (docs/benchmarks.md).
     """
 
     def __init__(self, views: ViewLogic, *, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
