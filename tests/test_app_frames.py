@@ -196,6 +196,9 @@ async def test_while_a_2d_pane_is_scrolled_during_a_load_the_progressive_refresh
         def show_preview(self, volume, *, first: bool) -> None:
             pass
 
+        def set_progressive_frames(self, on: bool) -> None:
+            pass
+
         def push(self, panes) -> None:
             self.pushed.append(tuple(panes))
 

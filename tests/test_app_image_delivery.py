@@ -144,7 +144,8 @@ class QualityServer:
         return func(obj, *args)
 
 
-def test_set_view_quality_reaches_trame_vtks_real_delivery(monkeypatch):
+def real_delivery(monkeypatch):
+    """trame-vtk's real image delivery tracking one 60x40 offscreen window as the axial pane's view "7"."""
     from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
     from vtkmodules.vtkRenderingCore import vtkRenderWindow
 
@@ -156,6 +157,11 @@ def test_set_view_quality_reaches_trame_vtks_real_delivery(monkeypatch):
     monkeypatch.setattr(delivery, "get_global_id", lambda view: 7)
     delivery.tracking_views["7"] = {"enabled": True, "mtime": 0, "quality": 90, "ratio": 1, "originalSize": [60, 40]}
     server = QualityServer(delivery, {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"})
+    return delivery, window, server
+
+
+def test_set_view_quality_reaches_trame_vtks_real_delivery(monkeypatch):
+    delivery, window, server = real_delivery(monkeypatch)
     assert image_delivery.set_view_quality(server, "axial", image_delivery.INTERACTIVE_QUALITY)
     assert delivery.tracking_views["7"]["quality"] == image_delivery.INTERACTIVE_QUALITY
     assert delivery.tracking_views["7"]["ratio"] == 1.0 and tuple(window.GetSize()) == (60, 40)
@@ -167,19 +173,9 @@ def test_a_loads_progressive_frames_are_smaller_on_trame_vtks_real_delivery(monk
     """While a load fills the panes their still frames are half size at quality 70; scrolling a pane meanwhile
     is full size at the interactive quality, and its still frame after that small again; the end of the load
     restores full size and quality (trame-vtk resizes the render window itself)."""
-    from trame_vtk.modules.vtk.protocols import publish_image_delivery as mod
-    from vtkmodules.vtkRenderingCore import vtkRenderWindow
-
     from webviewer.app.views import ViewLogic
 
-    delivery = mod.vtkWebPublishImageDelivery(decode=False)
-    window = vtkRenderWindow()
-    window.SetOffScreenRendering(1)
-    window.SetSize(60, 40)
-    monkeypatch.setattr(delivery, "get_view", lambda view_id: window if view_id == "7" else None)
-    monkeypatch.setattr(delivery, "get_global_id", lambda view: 7)
-    delivery.tracking_views["7"] = {"enabled": True, "mtime": 0, "quality": 90, "ratio": 1, "originalSize": [60, 40]}
-    server = QualityServer(delivery, {image_delivery.VIEW_REF.format(pane="axial") + "Id": "7"})
+    delivery, window, server = real_delivery(monkeypatch)
 
     class View:
         pass

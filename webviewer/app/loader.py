@@ -201,7 +201,7 @@ class LoadLogic:
         self._mode = mode
         self._last_state = None
         self._last_event = None
-        self._download_s: float | None = None
+        self._download_s = None
         self.progress.cancel()
         self._final_elapsed_s = None
         steps, _ = steps_for(mode, self.t)

@@ -320,7 +320,7 @@ class ProgressiveRefresher:
             return
         first = self.refreshes == 0
         if first:
-            self._frames(True)
+            self.views.set_progressive_frames(True)
         self.views.show_preview(volume, first=first)
         cost = self.clock() - t
         await asyncio.sleep(0)  # slice numbers out first
@@ -366,9 +366,4 @@ class ProgressiveRefresher:
             except Exception:  # a failed preview must not hide the load's own outcome
                 log.exception("progressive refresh failed")
         self._buffer = None
-        self._frames(False)  # the finished (or restored) volume's frames at full size
-
-    def _frames(self, progressive: bool) -> None:
-        setter = getattr(self.views, "set_progressive_frames", None)
-        if setter is not None:
-            setter(progressive)
+        self.views.set_progressive_frames(False)  # the finished (or restored) volume's frames at full size
