@@ -459,3 +459,23 @@ def test_trame_vtk_event_path(four):
     assert image is not None and image.GetDataSize() > 0
     four.render_windows["sagittal"].GetInteractor().MouseWheelForwardEvent()
     assert four.slice_info("sagittal")[0] == i + 1 and four.events[-1] == "slice"
+
+
+def test_a_dropped_renderer_goes_by_reference_counting_not_the_cyclic_collector():
+    """No reference cycle runs through VTK (weak observer callbacks): the panes are taken apart in their own order
+    when the last reference goes, never by Python's cyclic collector, which tore them down in an order that
+    crashed VTK's garbage collector."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        r = FourPaneRenderer(size=(64, 64))
+        r.set_volume(make_volume())
+        r.render("axial")
+        refs = [weakref.ref(r), *(weakref.ref(p) for p in r._panes.values())]
+        del r
+        assert all(ref() is None for ref in refs)
+    finally:
+        gc.enable()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .observers import weak_callback
 
 if TYPE_CHECKING:
     from .image import VolumeGeometry
@@ -35,27 +38,32 @@ def bind_slice_interaction(renderer: InteractionTarget, view: SliceView) -> None
     """Left drag = window/level of all 2D panes (right = wider window, up = higher level, i.e. darker; a full
     pane width changes the window by 2x max(window, 100) HU), left click = move the cursor to that point,
     wheel = next/previous slice; shift/ctrl-left, middle and right buttons keep vtkInteractorStyleImage's
-    pan / spin / zoom. Observers on the style replace its own handlers for these events."""
-    _SliceMouse(renderer, view).bind()
+    pan / spin / zoom. Observers on the style replace its own handlers for these events.
+
+    The view keeps its handlers (``view.mouse``); they reach the renderer through a weak proxy and the style
+    through weak callbacks, so no reference cycle holds the panes (``observers``)."""
+    view.mouse = _SliceMouse(renderer, view)
+    view.mouse.bind()
 
 
 class _SliceMouse:
     """The mouse handlers of one 2D pane, with the state of the current left drag."""
 
     def __init__(self, renderer: InteractionTarget, view: SliceView) -> None:
-        self.renderer, self.view = renderer, view
+        self.renderer = weakref.proxy(renderer)
+        self.view = weakref.proxy(view)
         self.style, self.iren = view.style, view.interactor
         self.drag: dict[str, Any] = {"mode": None}
 
     def bind(self) -> None:
         style = self.style
-        style.AddObserver("LeftButtonPressEvent", self.press)
-        style.AddObserver("MouseMoveEvent", self.move)
-        style.AddObserver("LeftButtonReleaseEvent", self.release)
-        style.AddObserver("MouseWheelForwardEvent", lambda *_: self.wheel(+1))
-        style.AddObserver("MouseWheelBackwardEvent", lambda *_: self.wheel(-1))
-        style.AddObserver("RightButtonReleaseEvent", lambda *_: self.camera_button_up(style.OnRightButtonUp))
-        style.AddObserver("MiddleButtonReleaseEvent", lambda *_: self.camera_button_up(style.OnMiddleButtonUp))
+        style.AddObserver("LeftButtonPressEvent", weak_callback(self.press))
+        style.AddObserver("MouseMoveEvent", weak_callback(self.move))
+        style.AddObserver("LeftButtonReleaseEvent", weak_callback(self.release))
+        style.AddObserver("MouseWheelForwardEvent", weak_callback(self.wheel, +1))
+        style.AddObserver("MouseWheelBackwardEvent", weak_callback(self.wheel, -1))
+        style.AddObserver("RightButtonReleaseEvent", weak_callback(self.camera_button_up, "OnRightButtonUp"))
+        style.AddObserver("MiddleButtonReleaseEvent", weak_callback(self.camera_button_up, "OnMiddleButtonUp"))
 
     def press(self, *_: Any) -> None:
         if self.iren.GetShiftKey() or self.iren.GetControlKey() or self.renderer.geometry is None:
@@ -101,6 +109,7 @@ class _SliceMouse:
         self.renderer.set_slice(self.view.name, index + step)
         self.renderer.notify("slice", self.view.name)
 
-    def camera_button_up(self, default: Any) -> None:
-        default()
+    def camera_button_up(self, default: str) -> None:
+        """The style's own handler ``default`` (a method name) ends the pan/zoom, then the app is told."""
+        getattr(self.style, default)()
         self.renderer.notify("camera")

@@ -14,6 +14,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 from vtkmodules.vtkRenderingUI import vtkGenericRenderWindowInteractor
 
+from .observers import weak_callback
 from .orientation import orientation_labels
 
 # (x, y, horizontal justification 0/1/2, vertical justification 0/1/2) in normalized viewport coordinates
@@ -68,7 +69,7 @@ class Pane:
             self.labels[edge] = actor
         self.has_content = False
         # runs before every Render() of the window, also the ones trame-vtk makes directly
-        self.window.AddObserver("StartEvent", lambda *_: self.prepare_render())
+        self.window.AddObserver("StartEvent", weak_callback(self.prepare_render))
 
     @property
     def camera(self):
@@ -119,5 +120,20 @@ class Pane:
         return bytes(memoryview(writer.GetResult()))
 
     def finalize(self) -> None:
-        """Release the OpenGL context (call when the renderer is dropped)."""
+        """Take the pane apart in a fixed order and release its OpenGL context (also when it is dropped).
+
+        Left to itself, the interactor went first: its style held the last reference to the renderer, whose props
+        were then destroyed from inside the style's destructor, and VTK's garbage collector crashed on the way
+        (seen under gdb, a few test runs in a hundred)."""
+        if self.window is None:
+            return
+        self.style.SetCurrentRenderer(None)
+        self.interactor.SetInteractorStyle(None)
+        self.interactor.SetRenderWindow(None)
+        self.renderer.RemoveAllViewProps()
+        self.window.RemoveRenderer(self.renderer)
         self.window.Finalize()
+        self.window = None
+
+    def __del__(self) -> None:
+        self.finalize()

@@ -11,6 +11,7 @@ from vtkmodules.vtkRenderingCore import vtkImageProperty, vtkRenderWindow
 
 from .image import VolumeGeometry, hu_to_vtk
 from .interaction import bind_slice_interaction
+from .observers import weak_callback
 from .orientation import SLICE_PANES, pane_views
 from .presets import DEFAULT_VR_PRESET, VR_PRESETS, WINDOW_PRESETS, auto_window, vr_hu_offset
 from .slice_view import SliceView
@@ -64,7 +65,7 @@ class FourPaneRenderer:
                 if other != name:
                     view.add_crosshair(other)
             bind_slice_interaction(self, view)
-        self.volume_view.style.AddObserver("EndInteractionEvent", lambda *_: self.notify("camera"))
+        self.volume_view.style.AddObserver("EndInteractionEvent", weak_callback(self.notify, "camera"))
         self.on_change: Callable[[str], None] | None = None
         #: the pane of the last mouse change (``None``: not one pane's), read by ``on_change``
         self.changed_pane: str | None = None
